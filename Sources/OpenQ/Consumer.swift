@@ -1,0 +1,183 @@
+import Logging
+
+/// A running consumer: reads one subscription and calls a ``MessageHandler`` for each message,
+/// with up to `concurrency` handlers at a time.
+///
+/// In ``AcknowledgementMode/afterHandling`` mode (the default) a message is acknowledged when
+/// `handle` returns and negatively acknowledged when it throws; while a handler runs, its
+/// delivery's lease is extended every half visibility timeout, up to `maxLease` after delivery
+/// (as Pub/Sub's lease management), so slow handlers are not redelivered behind their back.
+///
+/// ```swift
+/// let consumer = try orders.consume(subscription: "billing", with: Billing(), concurrency: 4)
+/// // ...
+/// await consumer.stop()
+/// ```
+public final class Consumer<Payload: Sendable>: Sendable {
+    /// The subscription this consumer reads (generated when it was created without a name).
+    public let subscription: String
+    private let task: Task<Void, Never>
+
+    init<Handler: MessageHandler<Payload>>(
+        handle: SubscriptionHandle<Payload>,
+        subscription: String,
+        handler: Handler,
+        concurrency: Int,
+        maxLease: Duration
+    ) {
+        self.subscription = subscription
+        self.task = Task {
+            await Self.run(
+                handle: handle,
+                subscription: subscription,
+                handler: handler,
+                concurrency: concurrency,
+                maxLease: maxLease
+            )
+        }
+    }
+
+    /// Stops the consumer: it takes no new messages, running handlers are cancelled (they may
+    /// still finish and be acknowledged), and this returns when all of them ended. An anonymous
+    /// subscription is removed.
+    public func stop() async {
+        task.cancel()
+        await task.value
+    }
+
+    /// Waits until the consumer ends by itself: its subscription was removed or the broker shut down.
+    public func wait() async {
+        await task.value
+    }
+
+    private static func run<Handler: MessageHandler<Payload>>(
+        handle: SubscriptionHandle<Payload>,
+        subscription: String,
+        handler: Handler,
+        concurrency: Int,
+        maxLease: Duration
+    ) async {
+        let storage = handle.storage
+        let id = handle.id
+        guard let consumer = storage.state.withLock({ $0.registerConsumer(id) }) else { return }
+        let mode = storage.state.withLock { $0.subscription(id)?.configuration.acknowledgement } ?? .automatic
+        let leaseKeeper: Task<Void, Never>? =
+            mode.tracksDeliveries
+            ? Task {
+                let period = mode.visibilityTimeout / 2
+                while !Task.isCancelled {
+                    do { try await storage.clock.sleep(until: storage.clock.now() + period) } catch { return }
+                    storage.withState { state, now in
+                        ((), state.extendLeases(id, consumer: consumer, maximum: maxLease, now: now))
+                    }
+                }
+            } : nil
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            while !Task.isCancelled {
+                if running == concurrency {
+                    await group.next()
+                    running -= 1
+                    continue
+                }
+                guard
+                    case .messages(let batch) = await handle.wait(
+                        consumer: consumer, max: concurrency - running, pollTimeout: nil)
+                else { break }
+                for handed in batch {
+                    running += 1
+                    let delivery = Delivery(handed, handle: handle, subscription: subscription)
+                    group.addTask { await Self.handle(delivery, with: handler, logger: storage.logger) }
+                }
+            }
+            await group.waitForAll()
+        }
+        leaseKeeper?.cancel()
+        storage.withState { state, now in ((), state.consumerEnded(id, consumer: consumer, unhanded: [], now: now)) }
+    }
+
+    private static func handle<Handler: MessageHandler<Payload>>(
+        _ delivery: Delivery<Payload>,
+        with handler: Handler,
+        logger: Logger
+    ) async {
+        do {
+            do {
+                try await handler.handle(delivery.message)
+            } catch is CancellationError {
+                try await delivery.nack(retryAfter: .zero, error: "consumer stopped")
+                return
+            } catch {
+                try await delivery.nack(error: String(describing: error))
+                return
+            }
+            try await delivery.ack()
+        } catch {
+            logger.debug(
+                "Could not settle a delivery after handling",
+                metadata: ["topic": "\(delivery.message.topic)", "error": "\(error)"]
+            )
+        }
+    }
+}
+
+extension Topic {
+    /// Starts a ``Consumer`` that runs `handler` for each message of a subscription.
+    /// - Parameters:
+    ///   - subscription: the named subscription to read (created if needed, with
+    ///     `acknowledgement`); `nil` for a new anonymous subscription removed when the consumer stops.
+    ///   - acknowledgement: the mode of a subscription this creates. Default ``AcknowledgementMode/afterHandling``.
+    ///   - handler: the handler.
+    ///   - concurrency: how many messages are handled at once, at least 1. Default 1.
+    ///   - maxLease: how long after delivery a running handler's lease is still extended. Default 10 min.
+    public func consume<Handler: MessageHandler<Payload>>(
+        subscription name: String? = nil,
+        acknowledgement: AcknowledgementMode = .afterHandling,
+        with handler: Handler,
+        concurrency: Int = 1,
+        maxLease: Duration = .seconds(600)
+    ) throws -> Consumer<Payload> {
+        guard concurrency >= 1 else {
+            throw OpenQError.invalidConfiguration("A consumer's concurrency must be at least 1; it was \(concurrency).")
+        }
+        guard maxLease > .zero else {
+            throw OpenQError.invalidConfiguration("maxLease must be positive; it was \(maxLease).")
+        }
+        let handle: SubscriptionHandle<Payload>
+        let subscriptionName: String
+        if let name {
+            handle = try subscription(name, acknowledgement: acknowledgement).handle
+            subscriptionName = name
+        } else {
+            let configuration = SubscriptionConfiguration(acknowledgement: acknowledgement)
+            try configuration.validate()
+            subscriptionName = "subscriber-\(MessageID.allocate())"
+            let id = try storage.withState { state, now in
+                (
+                    state.addSubscription(
+                        name: subscriptionName, configuration: configuration, isAnonymous: true, now: now),
+                    Effects()
+                )
+            }.get()
+            handle = SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true)
+        }
+        return Consumer(
+            handle: handle,
+            subscription: subscriptionName,
+            handler: handler,
+            concurrency: concurrency,
+            maxLease: maxLease
+        )
+    }
+
+    /// Starts a ``Consumer`` running a closure; see ``consume(subscription:acknowledgement:with:concurrency:maxLease:)``.
+    public func consume(
+        subscription name: String? = nil,
+        acknowledgement: AcknowledgementMode = .afterHandling,
+        concurrency: Int = 1,
+        _ body: @escaping @Sendable (Message<Payload>) async throws -> Void
+    ) throws -> Consumer<Payload> {
+        try consume(
+            subscription: name, acknowledgement: acknowledgement, with: ClosureHandler(body), concurrency: concurrency)
+    }
+}

@@ -1,0 +1,69 @@
+/// One attempt to hand a message to a consumer of a subscription.
+///
+/// Settle each delivery once: ``ack()`` when done, ``nack(retryAfter:error:)`` to try again later,
+/// ``reject(reason:)`` to dead-letter it now. In automatic mode every delivery is done when handed
+/// over and these calls do nothing.
+///
+/// ```swift
+/// for await delivery in billing.deliveries() {
+///     do {
+///         try await charge(delivery.message.payload)
+///         try await delivery.ack()
+///     } catch {
+///         try await delivery.nack(error: "\(error)")
+///     }
+/// }
+/// ```
+public struct Delivery<Payload: Sendable>: Sendable {
+    /// The message.
+    public let message: Message<Payload>
+    /// Which delivery of this message this is: 1 for the first, then one more per redelivery.
+    public let attempt: Int
+    /// The subscription the delivery belongs to.
+    public let subscription: String
+
+    let storage: TopicStorage<Payload>
+    let subscriptionID: SubscriptionID
+    let tag: UInt64
+
+    init(_ handed: HandedMessage<Payload>, handle: SubscriptionHandle<Payload>, subscription: String) {
+        self.message = handed.message
+        self.attempt = handed.attempt
+        self.subscription = subscription
+        self.storage = handle.storage
+        self.subscriptionID = handle.id
+        self.tag = handed.tag
+    }
+
+    /// Acknowledges the delivery: the message is done for this subscription.
+    /// - Throws: ``OpenQError/Code/receiptExpired`` when the visibility timeout passed first (the
+    ///   message may be with another consumer now, whose delivery is untouched);
+    ///   ``OpenQError/Code/receiptAlreadySettled`` on a second settlement.
+    public func ack() async throws {
+        try storage.withState { state, now in state.ack(subscriptionID, tag: tag, now: now) }.get()
+    }
+
+    /// Negatively acknowledges the delivery: the message becomes visible again after `retryAfter`,
+    /// or after the topic's ``RetryBackoff`` when `nil`. Once it was delivered `maxDeliveries`
+    /// times it moves to the dead-letter topic instead.
+    /// - Parameters:
+    ///   - retryAfter: the delay before redelivery; `nil` for the topic's backoff.
+    ///   - error: a description kept for the dead-letter headers.
+    public func nack(retryAfter: Duration? = nil, error: String? = nil) async throws {
+        try storage.withState { state, now in
+            state.nack(subscriptionID, tag: tag, retryAfter: retryAfter, error: error, now: now)
+        }.get()
+    }
+
+    /// Sets the delivery's visibility timeout to `duration` from now, for work that takes longer
+    /// than the subscription's timeout.
+    public func extendVisibility(by duration: Duration) async throws {
+        try storage.withState { state, now in state.extendVisibility(subscriptionID, tag: tag, by: duration, now: now) }
+            .get()
+    }
+
+    /// Sends the message straight to the dead-letter topic, with `reason` in its headers.
+    public func reject(reason: String) async throws {
+        try storage.withState { state, now in state.reject(subscriptionID, tag: tag, reason: reason, now: now) }.get()
+    }
+}

@@ -1,0 +1,131 @@
+import Logging
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// Owns one topic's ``TopicStateMachine`` behind a lock and carries out its effects after the lock
+/// is released: resuming consumers and publishers, forwarding dead letters, arming the timer.
+///
+/// The public shells (``Topic``, ``Subscription``, ``Delivery``) only forward to this type; the
+/// broker actor is not on this path.
+final class TopicStorage<Payload: Sendable>: Sendable {
+    typealias StateMachine = TopicStateMachine<Payload>
+
+    let name: String
+    let configuration: TopicConfiguration
+    let clock: BrokerClock
+    let logger: Logger
+    /// Where dead letters go; `nil` when the topic has no dead-letter topic.
+    let deadLetterTarget: TopicStorage<Payload>?
+    let state: LockedValueBox<StateMachine>
+    private let timer = LockedValueBox<(generation: UInt64, task: Task<Void, Never>?)>((0, nil))
+
+    init(
+        name: String,
+        configuration: TopicConfiguration,
+        clock: BrokerClock,
+        logger: Logger,
+        deadLetterTarget: TopicStorage<Payload>?,
+        seed: UInt64 = .random(in: .min ... .max)
+    ) {
+        self.name = name
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+        self.deadLetterTarget = deadLetterTarget
+        self.state = LockedValueBox(
+            StateMachine(
+                topic: name,
+                configuration: configuration,
+                epoch: clock.epoch,
+                hasDeadLetterTopic: deadLetterTarget != nil,
+                seed: seed
+            )
+        )
+    }
+
+    /// Runs one event under the lock and performs its effects after.
+    @inline(__always)
+    func withState<Result>(_ body: (inout StateMachine, Duration) -> (Result, Effects<Payload>)) -> Result {
+        let now = clock.now()
+        let (result, effects, idle) = state.withLock { state in
+            let (result, effects) = body(&state, now)
+            // Only a shutting-down topic has idle waiters; the open path pays one comparison.
+            let idle = state.lifecycle == .open ? [] : state.takeIdleWaitersIfIdle()
+            return (result, effects, idle)
+        }
+        if !effects.isEmpty { perform(effects) }
+        for waiter in idle { waiter.resume() }
+        return result
+    }
+
+    func perform(_ effects: consuming Effects<Payload>) {
+        let deadLetters = effects.deadLetters
+        let timerRequest = effects.armTimer
+        effects.resumeAll()
+        if !deadLetters.isEmpty { forwardDeadLetters(deadLetters) }
+        if let timerRequest { arm(timerRequest) }
+    }
+
+    func statistics() -> TopicStatistics {
+        let now = clock.now()
+        return state.withLock { $0.statistics(now: now) }
+    }
+
+    // MARK: Timer
+
+    /// One timer task per topic at a time: a newer (earlier) deadline replaces the armed one.
+    private func arm(_ request: TimerRequest) {
+        let task = Task { [weak self, clock] in
+            do {
+                try await clock.sleep(until: request.deadline)
+            } catch {
+                return
+            }
+            guard let self else { return }
+            let effects = self.state.withLock { $0.timerFired(generation: request.generation, now: self.clock.now()) }
+            self.perform(effects)
+        }
+        let replaced: Task<Void, Never>? = timer.withLock { timer in
+            guard request.generation > timer.generation else { return task }
+            defer { timer = (request.generation, task) }
+            return timer.task
+        }
+        replaced?.cancel()
+    }
+
+    func cancelTimer() {
+        let task = timer.withLock { timer in
+            defer { timer.task = nil }
+            return timer.task
+        }
+        task?.cancel()
+    }
+
+    // MARK: Dead letters
+
+    private func forwardDeadLetters(_ messages: [Message<Payload>]) {
+        guard let deadLetterTarget else {
+            logger.warning(
+                "Discarded rejected messages: the topic has no dead-letter topic",
+                metadata: ["topic": "\(name)", "count": "\(messages.count)"]
+            )
+            return
+        }
+        let requests = messages.map {
+            PublishRequest(payload: $0.payload, headers: $0.headers, priority: $0.priority, id: $0.id)
+        }
+        let accepted = deadLetterTarget.withState { state, now in state.acceptDeadLetters(requests, now: now) }
+        if !accepted {
+            logger.error(
+                "Dead-letter topic is shut down; dead letters were not stored",
+                metadata: [
+                    "topic": "\(name)", "deadLetterTopic": "\(deadLetterTarget.name)", "count": "\(messages.count)",
+                ]
+            )
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// A message's identity, unique within the process and kept when the message moves to a
+/// dead-letter topic and back.
+public struct MessageID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The raw value; ids grow in allocation order.
+    public let rawValue: UInt64
+
+    /// Wraps a raw value, as read back from ``description`` or a dead-letter header.
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public var description: String { String(rawValue) }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    private static let next = Atomic<UInt64>(1)
+
+    /// Reserves `count` consecutive ids and returns the first.
+    static func allocate(count: Int = 1) -> UInt64 {
+        next.add(UInt64(count), ordering: .relaxed).oldValue
+    }
+}
+
+/// A message as stored in a topic and handed to consumers.
+///
+/// ```swift
+/// for try await message in try await orders.subscribe() {
+///     print(message.sequenceNumber, message.headers["source"] ?? "-", message.payload)
+/// }
+/// ```
+public struct Message<Payload: Sendable>: Sendable {
+    /// The message's identity, kept across dead-lettering and redrive.
+    public let id: MessageID
+    /// The name of the topic that holds the message.
+    public let topic: String
+    /// The message's position in its topic: 1 for the first message published to it, then one more
+    /// for each message. Replay can start at a sequence number.
+    public let sequenceNumber: UInt64
+    /// The typed payload.
+    public var payload: Payload
+    /// Free-form string headers. Keys starting with `openq-` are set by OpenQ (see ``MessageHeader``).
+    public var headers: [String: String]
+    /// The priority: within a subscription, higher priorities are delivered first; messages of the
+    /// same priority keep publish order. Default 0.
+    public let priority: Int
+    /// When the message was published, by the broker's clock.
+    public let publishedAt: Date
+
+    package init(
+        id: MessageID,
+        topic: String,
+        sequenceNumber: UInt64,
+        payload: Payload,
+        headers: [String: String],
+        priority: Int,
+        publishedAt: Date
+    ) {
+        self.id = id
+        self.topic = topic
+        self.sequenceNumber = sequenceNumber
+        self.payload = payload
+        self.headers = headers
+        self.priority = priority
+        self.publishedAt = publishedAt
+    }
+}
+
+/// The header keys OpenQ itself writes.
+public enum MessageHeader {
+    /// On a dead-lettered message: the topic it was published to.
+    public static let sourceTopic = "openq-source-topic"
+    /// On a dead-lettered message: the subscription that gave up on it.
+    public static let sourceSubscription = "openq-source-subscription"
+    /// On a dead-lettered message: how many times it was delivered.
+    public static let attempts = "openq-attempts"
+    /// On a dead-lettered message: the last error or rejection reason, if any.
+    public static let lastError = "openq-last-error"
+    /// On a dead-lettered message: `maxDeliveries` or `rejected`.
+    public static let deadLetterReason = "openq-dead-letter-reason"
+    /// On a dead-lettered message: when it was first published (ISO 8601 seconds since 1970).
+    public static let firstPublishedAt = "openq-first-published-at"
+    /// On a dead-lettered message: when it was dead-lettered (seconds since 1970).
+    public static let deadLetteredAt = "openq-dead-lettered-at"
+    /// On a dead-lettered message: its sequence number in the source topic.
+    public static let sourceSequenceNumber = "openq-source-sequence-number"
+    /// Set by a ``Producer``: the producer's name.
+    public static let producer = "openq-producer"
+}

@@ -1,0 +1,324 @@
+import CoreMetrics
+import Logging
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// The broker: creates, finds and deletes topics, reports statistics, and shuts down.
+///
+/// `MessageQueue` is the control plane only. Publishing and consuming go straight to a topic's
+/// own lock-protected state, never through this actor, so topics scale across cores.
+///
+/// ```swift
+/// let queue = MessageQueue()
+/// let orders = try await queue.createTopic("orders", of: OrderPlaced.self)
+/// let billing = try orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+/// try await orders.publish(OrderPlaced(id: 1))
+/// let report = await queue.shutdown(gracePeriod: .seconds(5))
+/// ```
+public actor MessageQueue {
+    /// Broker-wide settings.
+    public struct Configuration: Sendable {
+        /// How often statistics are exported through swift-metrics; `nil` turns the export off.
+        /// Default 10 s. Until the application bootstraps a metrics backend, the export is a no-op.
+        public var metricsInterval: Duration?
+        /// The metrics factory; `nil` for the process-wide `MetricsSystem.factory`.
+        public var metricsFactory: (any MetricsFactory)?
+        /// The seed of the jitter in retry backoff; `nil` for a random one.
+        public var randomSeed: UInt64?
+
+        /// Creates a configuration; each parameter defaults as its property says.
+        public init(
+            metricsInterval: Duration? = .seconds(10), metricsFactory: (any MetricsFactory)? = nil,
+            randomSeed: UInt64? = nil
+        ) {
+            self.metricsInterval = metricsInterval
+            self.metricsFactory = metricsFactory
+            self.randomSeed = randomSeed
+        }
+    }
+
+    /// The broker's settings.
+    public nonisolated let configuration: Configuration
+    let clock: BrokerClock
+    let logger: Logger
+    private var topics: [String: any AnyTopicStorage] = [:]
+    private var isShutDown = false
+    private var metrics: MetricsExporter
+    private var metricsTask: Task<Void, Never>?
+    private var seeds: SplitMix64
+
+    /// Creates a broker.
+    /// - Parameters:
+    ///   - configuration: broker-wide settings.
+    ///   - clock: the source of time for timeouts, backoff, delays and timestamps. Inject a manual
+    ///     clock in tests to make them deterministic. Default `ContinuousClock`.
+    ///   - logger: where OpenQ logs; nothing per message above `trace`.
+    public init(
+        configuration: Configuration = .init(),
+        clock: some Clock<Duration> = ContinuousClock(),
+        logger: Logger = Logger(label: "openq")
+    ) {
+        self.configuration = configuration
+        self.clock = BrokerClock(clock)
+        self.logger = logger
+        self.metrics = MetricsExporter(factory: configuration.metricsFactory ?? MetricsSystem.factory)
+        self.seeds = SplitMix64(seed: configuration.randomSeed ?? .random(in: .min ... .max))
+    }
+
+    deinit {
+        metricsTask?.cancel()
+    }
+
+    // MARK: Topics
+
+    /// Creates a topic for one payload type, or returns the existing one when it was created
+    /// with the same type and configuration.
+    ///
+    /// When the configuration has a dead-letter policy, the dead-letter topic (default
+    /// `<name>.dlq`) is created too, with a ``DeadLetterPolicy/subscriptionName`` subscription
+    /// that holds dead letters until they are consumed or redriven.
+    /// - Throws: ``OpenQError/Code/invalidName``, ``OpenQError/Code/invalidConfiguration``,
+    ///   ``OpenQError/Code/topicAlreadyExists`` (another type or configuration),
+    ///   ``OpenQError/Code/payloadTypeMismatch`` (an existing dead-letter topic of another type),
+    ///   ``OpenQError/Code/shutDown``.
+    public func createTopic<Payload: Sendable>(
+        _ name: String,
+        of type: Payload.Type = Payload.self,
+        configuration: TopicConfiguration = .init()
+    ) throws -> Topic<Payload> {
+        try validateName(name, kind: "topic")
+        try configuration.validate()
+        guard !isShutDown else { throw OpenQError.shutDown("The message queue") }
+        if let existing = topics[name] {
+            guard let storage = existing as? TopicStorage<Payload>, existing.configuration == configuration else {
+                throw OpenQError(
+                    .topicAlreadyExists,
+                    "Topic '\(name)' exists with payload \(existing.payloadType) and \(existing.configuration); "
+                        + "look it up with topic(_:of:) or choose another name."
+                )
+            }
+            return Topic(storage: storage)
+        }
+        var deadLetterTarget: TopicStorage<Payload>?
+        if configuration.deadLetter.maxDeliveries != nil {
+            deadLetterTarget = try deadLetterTopic(for: name, configuration: configuration)
+        }
+        let storage = TopicStorage<Payload>(
+            name: name,
+            configuration: configuration,
+            clock: clock,
+            logger: logger,
+            deadLetterTarget: deadLetterTarget,
+            seed: seeds.next()
+        )
+        topics[name] = storage
+        startMetricsIfNeeded()
+        logger.debug("Created topic", metadata: ["topic": "\(name)", "payload": "\(Payload.self)"])
+        return Topic(storage: storage)
+    }
+
+    private func deadLetterTopic<Payload: Sendable>(
+        for name: String,
+        configuration: TopicConfiguration
+    ) throws -> TopicStorage<Payload> {
+        let deadLetterName = configuration.deadLetter.topicName ?? "\(name).dlq"
+        try validateName(deadLetterName, kind: "dead-letter topic")
+        let storage: TopicStorage<Payload>
+        if let existing = topics[deadLetterName] {
+            guard let typed = existing as? TopicStorage<Payload> else {
+                throw OpenQError(
+                    .payloadTypeMismatch,
+                    "Dead-letter topic '\(deadLetterName)' carries \(existing.payloadType), not \(Payload.self); "
+                        + "name another dead-letter topic in DeadLetterPolicy.after(deliveries:topic:)."
+                )
+            }
+            storage = typed
+        } else {
+            storage = TopicStorage<Payload>(
+                name: deadLetterName,
+                configuration: TopicConfiguration(
+                    capacity: configuration.capacity,
+                    overflow: .dropOldest,
+                    deadLetter: .disabled,
+                    retryBackoff: configuration.retryBackoff
+                ),
+                clock: clock,
+                logger: logger,
+                deadLetterTarget: nil,
+                seed: seeds.next()
+            )
+        }
+        try storage.ensureSubscription(
+            DeadLetterPolicy.subscriptionName, configuration: .init(acknowledgement: .manual))
+        topics[deadLetterName] = storage
+        return storage
+    }
+
+    /// Looks up a topic by name and payload type.
+    /// - Throws: ``OpenQError/Code/topicNotFound``, ``OpenQError/Code/payloadTypeMismatch``.
+    public func topic<Payload: Sendable>(_ name: String, of type: Payload.Type = Payload.self) throws -> Topic<Payload>
+    {
+        guard let existing = topics[name] else { throw OpenQError.topicNotFound(name) }
+        guard let storage = existing as? TopicStorage<Payload> else {
+            throw OpenQError(
+                .payloadTypeMismatch,
+                "Topic '\(name)' carries \(existing.payloadType), not \(Payload.self); look it up with that type."
+            )
+        }
+        return Topic(storage: storage)
+    }
+
+    /// The names of all topics, sorted.
+    public func topicNames() -> [String] {
+        topics.keys.sorted()
+    }
+
+    /// Deletes a topic: its subscriptions' sequences end, publishing to it throws
+    /// ``OpenQError/Code/shutDown``, and what it held is discarded.
+    /// - Returns: the statistics of the topic at deletion (its depth and in-flight counts are the
+    ///   messages discarded).
+    /// - Throws: ``OpenQError/Code/topicNotFound``; ``OpenQError/Code/topicInUse`` for the
+    ///   dead-letter topic of a live topic (delete that topic first).
+    @discardableResult
+    public func deleteTopic(_ name: String) throws -> TopicStatistics {
+        guard let storage = topics[name] else { throw OpenQError.topicNotFound(name) }
+        if let user = topics.values.first(where: { $0.deadLetterTopicName == name }) {
+            throw OpenQError(
+                .topicInUse,
+                "Topic '\(name)' is the dead-letter topic of '\(user.name)'; delete '\(user.name)' first."
+            )
+        }
+        topics[name] = nil
+        storage.finish()
+        let statistics = storage.statistics()
+        logger.debug("Deleted topic", metadata: ["topic": "\(name)"])
+        return statistics
+    }
+
+    /// Moves messages from a dead-letter topic back to the subscriptions they came from, with a
+    /// fresh attempt count and without the dead-letter headers.
+    ///
+    /// Messages whose source topic or subscription no longer exists stay in the dead-letter topic.
+    /// Redriven messages may take a subscription past its capacity; redrive in chunks with `max`
+    /// to keep a bound.
+    /// - Returns: how many messages moved.
+    @discardableResult
+    public func redrive(from deadLetterTopic: String, max: Int = .max) throws -> Int {
+        guard let storage = topics[deadLetterTopic] else { throw OpenQError.topicNotFound(deadLetterTopic) }
+        guard max >= 1 else { throw OpenQError.invalidConfiguration("redrive(max:) needs max ≥ 1; it was \(max).") }
+        let topics = self.topics
+        let moved = storage.redrive(max: max) { topics[$0] }
+        logger.info("Redrove dead letters", metadata: ["deadLetterTopic": "\(deadLetterTopic)", "count": "\(moved)"])
+        return moved
+    }
+
+    // MARK: Statistics
+
+    /// A snapshot of every topic and subscription.
+    public func statistics() -> BrokerStatistics {
+        BrokerStatistics(
+            takenAt: clock.date(at: clock.now()),
+            topics: topics.keys.sorted().compactMap { topics[$0]?.statistics() }
+        )
+    }
+
+    /// Snapshots taken every `interval` (by the broker's clock), the first at once. The stream
+    /// finishes when the consuming task is cancelled or the broker shuts down.
+    public nonisolated func statisticsUpdates(every interval: Duration) -> AsyncStream<BrokerStatistics> {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: BrokerStatistics.self, bufferingPolicy: .bufferingNewest(1))
+        let clock = self.clock
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self, await !self.isShutDown else { break }
+                continuation.yield(await self.statistics())
+                do { try await clock.sleep(until: clock.now() + interval) } catch { break }
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// Exports the current statistics through swift-metrics now (also done every
+    /// ``Configuration/metricsInterval``).
+    public func exportMetrics() {
+        metrics.export(statistics())
+    }
+
+    private func startMetricsIfNeeded() {
+        guard metricsTask == nil, let interval = configuration.metricsInterval else { return }
+        let clock = self.clock
+        metricsTask = Task { [weak self] in
+            while !Task.isCancelled {
+                do { try await clock.sleep(until: clock.now() + interval) } catch { return }
+                guard let self else { return }
+                await self.exportMetrics()
+            }
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// Shuts the broker down.
+    ///
+    /// New publishes throw ``OpenQError/Code/shutDown`` at once, and publishers waiting for room
+    /// fail the same way. Consumers go on receiving and settling for up to `gracePeriod`, until
+    /// nothing waits and nothing is in flight. Then every consumer sequence ends and the report
+    /// says what stayed unacknowledged. Calling it again returns a fresh report at once.
+    public func shutdown(gracePeriod: Duration = .seconds(30)) async -> ShutdownReport {
+        let storages = Array(topics.values)
+        if !isShutDown {
+            isShutDown = true
+            logger.info("Shutting down", metadata: ["topics": "\(storages.count)", "gracePeriod": "\(gracePeriod)"])
+            for storage in storages { storage.beginShutdown() }
+            let clock = self.clock
+            let deadline = clock.now() + gracePeriod
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await withTaskGroup(of: Void.self) { idle in
+                        for storage in storages { idle.addTask { await storage.waitUntilIdle() } }
+                    }
+                }
+                group.addTask { try? await clock.sleep(until: deadline) }
+                await group.next()
+                group.cancelAll()
+            }
+            for storage in storages { storage.finish() }
+            metricsTask?.cancel()
+            metrics.export(statistics())
+        }
+        let report = ShutdownReport(statistics: statistics())
+        if report.unacknowledged > 0 || report.undelivered > 0 {
+            logger.warning(
+                "Shut down with messages left",
+                metadata: ["unacknowledged": "\(report.unacknowledged)", "undelivered": "\(report.undelivered)"]
+            )
+        } else {
+            logger.info("Shut down cleanly")
+        }
+        return report
+    }
+}
+
+/// What ``MessageQueue/shutdown(gracePeriod:)`` left behind.
+public struct ShutdownReport: Hashable, Sendable {
+    /// Deliveries still in flight (handed out, never settled) when consumers were stopped.
+    public var unacknowledged: Int
+    /// Messages still waiting or delayed, never delivered.
+    public var undelivered: Int
+    /// The final statistics.
+    public var statistics: BrokerStatistics
+
+    init(statistics: BrokerStatistics) {
+        self.statistics = statistics
+        self.unacknowledged = statistics.topics.reduce(0) { $0 + $1.inFlight }
+        self.undelivered = statistics.topics.reduce(0) { total, topic in
+            total + topic.subscriptions.reduce(0) { $0 + $1.depth + $1.scheduled }
+        }
+    }
+}

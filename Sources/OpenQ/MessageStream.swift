@@ -1,0 +1,74 @@
+/// The messages of an anonymous, automatically acknowledged subscription, from
+/// ``Topic/subscribe(startingAt:backlog:prefetch:)``.
+///
+/// The sequence ends when its task is cancelled, the broker shuts down or the topic is deleted.
+/// Messages that were taken in a batch but not yet returned by `next()` go back to the
+/// subscription when it ends, and are counted as purged with it.
+public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
+    public typealias Element = Message<Payload>
+    public typealias Failure = Never
+
+    let handle: SubscriptionHandle<Payload>
+    let prefetch: Int
+
+    /// The generated name of the underlying subscription, as it appears in statistics.
+    public var subscriptionName: String {
+        handle.storage.state.withLock { $0.subscription(handle.id)?.name } ?? ""
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(cursor: ConsumerCursor(handle: handle, prefetch: prefetch))
+    }
+
+    /// Iterates the stream from one task.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let cursor: ConsumerCursor<Payload>
+
+        public mutating func next() async -> Message<Payload>? {
+            await cursor.next(isolation: nil)?.message
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> Message<Payload>? {
+            await cursor.next(isolation: actor)?.message
+        }
+    }
+}
+
+@available(*, unavailable)
+extension MessageStream.AsyncIterator: Sendable {}
+
+/// The deliveries of a named subscription, from ``Subscription/deliveries(prefetch:)``.
+///
+/// Each iterator is one consumer; consumers of the same subscription compete for its messages.
+/// The sequence ends when its task is cancelled, the subscription is removed or the broker shuts
+/// down; deliveries the consumer still holds unacknowledged then become visible again at once.
+public struct DeliverySequence<Payload: Sendable>: AsyncSequence, Sendable {
+    public typealias Element = Delivery<Payload>
+    public typealias Failure = Never
+
+    let handle: SubscriptionHandle<Payload>
+    let name: String
+    let prefetch: Int
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(cursor: ConsumerCursor(handle: handle, prefetch: prefetch), name: name)
+    }
+
+    /// One consumer; iterate it from one task.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let cursor: ConsumerCursor<Payload>
+        let name: String
+
+        public mutating func next() async -> Delivery<Payload>? {
+            await next(isolation: nil)
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery<Payload>? {
+            guard let handed = await cursor.next(isolation: actor) else { return nil }
+            return Delivery(handed, handle: cursor.handle, subscription: name)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension DeliverySequence.AsyncIterator: Sendable {}

@@ -1,0 +1,96 @@
+/// A named cursor on one topic: it receives every message published to the topic (fan-out),
+/// and its consumers compete for those messages (work queue).
+///
+/// ```swift
+/// let billing = try orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+/// Task {
+///     for await delivery in billing.deliveries() {
+///         try await charge(delivery.message.payload)
+///         try await delivery.ack()
+///     }
+/// }
+/// let batch = try await billing.receive(max: 10, waitingUpTo: .seconds(5))   // long polling pull
+/// ```
+public struct Subscription<Payload: Sendable>: Sendable {
+    let handle: SubscriptionHandle<Payload>
+
+    /// The subscription's name.
+    public let name: String
+
+    init(handle: SubscriptionHandle<Payload>, name: String) {
+        self.handle = handle
+        self.name = name
+    }
+
+    /// The name of the topic.
+    public var topic: String { handle.storage.name }
+
+    /// The subscription's configuration, or `nil` once it was removed.
+    public var configuration: SubscriptionConfiguration? {
+        handle.storage.state.withLock { $0.subscription(handle.id)?.configuration }
+    }
+
+    /// The deliveries of this subscription as an `AsyncSequence`; each iterator is one consumer.
+    /// - Parameter prefetch: deliveries taken per wake-up (all in flight, so their visibility
+    ///   timeout runs while they wait in the consumer). At least 1. Default 16.
+    public func deliveries(prefetch: Int = 16) -> DeliverySequence<Payload> {
+        precondition(prefetch >= 1, "prefetch must be at least 1; it was \(prefetch)")
+        return DeliverySequence(handle: handle, name: name, prefetch: prefetch)
+    }
+
+    /// Pulls up to `max` deliveries, waiting up to `waitingUpTo` for the first one to arrive
+    /// (long polling); returns an empty array when none arrived in time.
+    /// - Throws: ``OpenQError/Code/subscriptionNotFound`` when the subscription was removed,
+    ///   ``OpenQError/Code/shutDown`` after shutdown, `CancellationError` when cancelled.
+    public func receive(max: Int = 10, waitingUpTo timeout: Duration = .zero) async throws -> [Delivery<Payload>] {
+        guard max >= 1 else { throw OpenQError.invalidConfiguration("receive(max:) needs max ≥ 1; it was \(max).") }
+        guard timeout >= .zero else {
+            throw OpenQError.invalidConfiguration("receive(waitingUpTo:) needs a timeout ≥ 0; it was \(timeout).")
+        }
+        switch await handle.wait(consumer: nil, max: max, pollTimeout: timeout) {
+        case .messages(let batch):
+            return batch.map { Delivery($0, handle: handle, subscription: name) }
+        case .timedOut:
+            return []
+        case .cancelled:
+            throw CancellationError()
+        case .finished:
+            let error = handle.storage.state.withLock { state -> OpenQError in
+                state.subscription(handle.id) == nil
+                    ? .subscriptionNotFound(name, topic: handle.storage.name)
+                    : .shutDown("Topic '\(handle.storage.name)'")
+            }
+            throw error
+        }
+    }
+
+    /// Removes every message waiting, delayed or in flight in this subscription.
+    /// - Returns: how many messages were removed.
+    @discardableResult
+    public func purge() throws -> Int {
+        try handle.storage.withState { state, now in state.purge(handle.id, now: now) }.get()
+    }
+
+    /// Moves the subscription to another position in the topic's retained messages: messages
+    /// waiting now are purged, then the retained messages from `position` on are enqueued.
+    /// Deliveries in flight are not touched.
+    /// - Returns: how many retained messages were enqueued.
+    @discardableResult
+    public func seek(to position: StartPosition) throws -> Int {
+        try handle.storage.withState { state, now in state.seek(handle.id, to: position, now: now) }.get()
+    }
+
+    /// A snapshot of this subscription's statistics.
+    /// - Throws: ``OpenQError/Code/subscriptionNotFound`` once it was removed.
+    public func statistics() throws -> SubscriptionStatistics {
+        guard let statistics = handle.storage.statistics().subscription(name) else {
+            throw OpenQError.subscriptionNotFound(name, topic: topic)
+        }
+        return statistics
+    }
+
+    /// Removes the subscription, as ``Topic/unsubscribe(_:)``.
+    public func delete() {
+        handle.remove()
+    }
+}

@@ -1,0 +1,193 @@
+/// A named, typed, bounded stream of messages with a set of subscriptions.
+///
+/// Get one from ``MessageQueue/createTopic(_:of:configuration:)`` or
+/// ``MessageQueue/topic(_:of:)``. A `Topic` is a cheap handle: copy it freely, across tasks too.
+/// Publishing and consuming never go through the broker actor.
+///
+/// ```swift
+/// let orders = try await queue.createTopic("orders", of: OrderPlaced.self)
+/// let stream = try orders.subscribe()                       // fan-out, automatic ack
+/// try await orders.publish(OrderPlaced(id: 1), headers: ["source": "api"])
+/// for await message in stream { print(message.payload); break }
+/// ```
+public struct Topic<Payload: Sendable>: Sendable {
+    let storage: TopicStorage<Payload>
+
+    init(storage: TopicStorage<Payload>) {
+        self.storage = storage
+    }
+
+    /// The topic's name.
+    public var name: String { storage.name }
+    /// The configuration the topic was created with.
+    public var configuration: TopicConfiguration { storage.configuration }
+    /// The name of the dead-letter topic, or `nil` when dead-lettering is disabled.
+    public var deadLetterTopicName: String? { storage.deadLetterTarget?.name }
+
+    // MARK: Publishing
+
+    /// Publishes a message to every subscription of this topic.
+    ///
+    /// When a subscription is full, its ``OverflowPolicy`` decides: `suspend` waits here until
+    /// there is room (backpressure), `reject` throws, the drop policies drop and count.
+    /// - Parameters:
+    ///   - payload: the message's payload.
+    ///   - headers: string headers delivered with the message.
+    ///   - priority: higher priorities are delivered first within a subscription. Default 0.
+    ///   - delay: the message becomes visible only after this delay. Default none.
+    /// - Throws: ``OpenQError/Code/topicFull`` under `reject`; ``OpenQError/Code/shutDown`` after
+    ///   shutdown or deletion; `CancellationError` when the task is cancelled while waiting for
+    ///   room (the message is then not published).
+    public func publish(
+        _ payload: Payload,
+        headers: [String: String] = [:],
+        priority: Int = 0,
+        delay: Duration = .zero
+    ) async throws {
+        try await publish(requests: [
+            PublishRequest(payload: payload, headers: headers, priority: priority, delay: delay)
+        ])
+    }
+
+    /// Publishes several messages at once, in order, with one lock hand-over.
+    ///
+    /// The batch is atomic with respect to `suspend` and `reject`: it is enqueued whole once there
+    /// is room for all of it, or rejected whole. A batch larger than a suspending subscription's
+    /// capacity can never fit and throws ``OpenQError/Code/invalidConfiguration``.
+    public func publish(
+        contentsOf payloads: some Sequence<Payload>,
+        headers: [String: String] = [:],
+        priority: Int = 0
+    ) async throws {
+        let requests = payloads.map { PublishRequest(payload: $0, headers: headers, priority: priority) }
+        guard !requests.isEmpty else { return }
+        try await publish(requests: requests)
+    }
+
+    /// Publishes without ever waiting, and says what happened.
+    ///
+    /// Under `suspend` a full topic makes this return ``PublishResult/rejected`` instead of waiting.
+    public func tryPublish(_ payload: Payload, headers: [String: String] = [:], priority: Int = 0) -> PublishResult {
+        let request = PublishRequest(payload: payload, headers: headers, priority: priority)
+        return storage.withState { state, now in state.tryPublish(request, now: now) }
+    }
+
+    func publish(requests: [PublishRequest<Payload>]) async throws {
+        let decision = storage.withState { state, now in state.publish(requests, now: now) }
+        switch decision {
+        case .accepted:
+            return
+        case .failed(let error):
+            throw error
+        case .mustWait(let id):
+            let storage = self.storage
+            try await withTaskCancellationHandler {
+                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                    storage.withState { state, now in
+                        ((), state.suspendPublisher(id, requests: requests, continuation: continuation, now: now))
+                    }
+                }
+            } onCancel: {
+                storage.withState { state, _ in ((), state.cancelPublisher(id)) }
+            }
+        }
+    }
+
+    // MARK: Subscribing
+
+    /// Subscribes a new anonymous subscription with automatic acknowledgement (at most once) and
+    /// returns its messages as an `AsyncSequence`.
+    ///
+    /// The subscription exists from the moment this returns, so nothing published after it is
+    /// missed. It is removed when the sequence ends: its iterator is dropped, its task is cancelled,
+    /// or the broker shuts down. Iterate it from one task.
+    /// - Parameters:
+    ///   - start: where to start; positions other than `latest` replay retained messages.
+    ///   - backlog: a bound of its own, so a slow reader does not hold back others.
+    ///   - prefetch: messages taken per wake-up. Default 256.
+    public func subscribe(
+        startingAt start: StartPosition = .latest,
+        backlog: BacklogLimit? = nil,
+        prefetch: Int = 256
+    ) throws -> MessageStream<Payload> {
+        let configuration = SubscriptionConfiguration(acknowledgement: .automatic, start: start, backlog: backlog)
+        try configuration.validate()
+        try validatePrefetch(prefetch)
+        let name = "subscriber-\(MessageID.allocate())"
+        let id = try storage.withState { state, now in
+            (state.addSubscription(name: name, configuration: configuration, isAnonymous: true, now: now), Effects())
+        }.get()
+        return MessageStream(
+            handle: SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true), prefetch: prefetch)
+    }
+
+    /// Creates the named subscription, or returns it if it exists with the same configuration.
+    ///
+    /// Consumers of one subscription compete: each message goes to one of them (a work queue).
+    /// Every subscription of a topic receives every message (fan-out).
+    /// - Throws: ``OpenQError/Code/subscriptionAlreadyExists`` when it exists with another
+    ///   configuration; ``OpenQError/Code/invalidName``; ``OpenQError/Code/invalidConfiguration``.
+    public func subscription(
+        _ name: String,
+        acknowledgement: AcknowledgementMode = .manual,
+        startingAt start: StartPosition = .latest,
+        backlog: BacklogLimit? = nil
+    ) throws -> Subscription<Payload> {
+        try subscription(
+            name,
+            configuration: SubscriptionConfiguration(acknowledgement: acknowledgement, start: start, backlog: backlog))
+    }
+
+    /// Creates the named subscription with a full configuration, or returns the existing one.
+    public func subscription(_ name: String, configuration: SubscriptionConfiguration) throws -> Subscription<Payload> {
+        try validateName(name, kind: "subscription")
+        try configuration.validate()
+        let id = try storage.withState { state, now in
+            (state.addSubscription(name: name, configuration: configuration, isAnonymous: false, now: now), Effects())
+        }.get()
+        return Subscription(handle: SubscriptionHandle(storage: storage, id: id, removeWhenReleased: false), name: name)
+    }
+
+    /// Looks up an existing named subscription.
+    /// - Throws: ``OpenQError/Code/subscriptionNotFound``.
+    public func existingSubscription(_ name: String) throws -> Subscription<Payload> {
+        guard let id = storage.state.withLock({ $0.subscriptionID(named: name) }) else {
+            throw OpenQError.subscriptionNotFound(name, topic: self.name)
+        }
+        return Subscription(handle: SubscriptionHandle(storage: storage, id: id, removeWhenReleased: false), name: name)
+    }
+
+    /// The names of the topic's subscriptions, anonymous ones included.
+    public var subscriptionNames: [String] {
+        storage.state.withLock { $0.subscriptions.map(\.name) }
+    }
+
+    /// Removes a named subscription: its waiting messages are purged (counted) and its consumers'
+    /// sequences end. Deliveries in flight can no longer be settled.
+    /// - Throws: ``OpenQError/Code/subscriptionNotFound``.
+    public func unsubscribe(_ name: String) throws {
+        let subscription = try existingSubscription(name)
+        subscription.handle.remove()
+    }
+
+    // MARK: Maintenance
+
+    /// Removes every message waiting or in flight in every subscription, and the retained
+    /// messages.
+    /// - Returns: the number of message copies removed from subscriptions.
+    @discardableResult
+    public func purge() throws -> Int {
+        try storage.withState { state, now in state.purge(nil, now: now) }.get()
+    }
+
+    /// A snapshot of this topic's statistics.
+    public func statistics() -> TopicStatistics {
+        storage.statistics()
+    }
+}
+
+func validatePrefetch(_ prefetch: Int) throws(OpenQError) {
+    guard prefetch >= 1 else {
+        throw .invalidConfiguration("prefetch must be at least 1; it was \(prefetch).")
+    }
+}

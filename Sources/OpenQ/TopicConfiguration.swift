@@ -1,0 +1,173 @@
+/// What a topic does when a publish finds it (or one of its subscriptions) full.
+public enum OverflowPolicy: Hashable, Sendable {
+    /// The publisher waits until there is room: backpressure. The default.
+    case suspend
+    /// `publish` throws ``OpenQError/Code/topicFull``; nothing is enqueued.
+    case reject
+    /// The oldest message that is waiting (not in flight) is dropped to make room, and counted.
+    case dropOldest
+    /// The new message is dropped, and counted.
+    case dropNewest
+}
+
+/// How many deliveries a message gets before it moves to the topic's dead-letter topic.
+public struct DeadLetterPolicy: Hashable, Sendable {
+    /// The number of deliveries after which an unacknowledged message is dead-lettered, or `nil`
+    /// when the topic has no dead-letter topic.
+    public let maxDeliveries: Int?
+    /// The dead-letter topic's name, or `nil` for the default `<topic>.dlq`.
+    public let topicName: String?
+
+    /// The subscription every dead-letter topic has, which holds its messages until they are
+    /// consumed or redriven with ``MessageQueue/redrive(from:max:)``.
+    public static let subscriptionName = "dead-letters"
+
+    /// No dead-letter topic: nacked messages are redelivered without end, and a message passed to
+    /// ``Delivery/reject(reason:)`` is discarded (counted as dead-lettered, logged as a warning).
+    public static let disabled = Self(maxDeliveries: nil, topicName: nil)
+
+    /// Dead-letter a message once it was delivered `deliveries` times without an acknowledgement,
+    /// or on ``Delivery/reject(reason:)``.
+    /// - Parameters:
+    ///   - deliveries: the `maxDeliveries` bound, at least 1.
+    ///   - topic: the dead-letter topic's name; `nil` for `<topic>.dlq`.
+    public static func after(deliveries: Int, topic: String? = nil) -> Self {
+        Self(maxDeliveries: deliveries, topicName: topic)
+    }
+}
+
+/// Backoff before a negatively acknowledged message becomes visible again.
+///
+/// The delay before attempt `n + 1` is `initial × multiplier^(n − 1)`, capped at `maximum`, then
+/// spread by `± jitter` (a fraction) so that failing consumers do not retry in lock-step.
+public struct RetryBackoff: Hashable, Sendable {
+    /// The delay after the first failed attempt.
+    public var initial: Duration
+    /// The largest delay.
+    public var maximum: Duration
+    /// The growth factor per attempt, at least 1.
+    public var multiplier: Double
+    /// The random spread as a fraction of the delay, in `0...1`.
+    public var jitter: Double
+
+    /// Exponential backoff. Defaults: 100 ms, doubling, capped at 60 s, ±20 % jitter.
+    public static func exponential(
+        initial: Duration = .milliseconds(100),
+        maximum: Duration = .seconds(60),
+        multiplier: Double = 2,
+        jitter: Double = 0.2
+    ) -> Self {
+        Self(initial: initial, maximum: maximum, multiplier: multiplier, jitter: jitter)
+    }
+
+    /// No delay: a nacked message is visible again at once.
+    public static let immediate = Self(initial: .zero, maximum: .zero, multiplier: 1, jitter: 0)
+
+    /// The delay before the next attempt after `attempts` failed deliveries, for a `random`
+    /// number in `0..<1`.
+    func delay(afterAttempts attempts: Int, random: Double) -> Duration {
+        guard initial > .zero else { return .zero }
+        let ceiling = maximum.seconds
+        var capped = initial.seconds
+        var step = 1
+        while step < attempts, capped < ceiling {
+            capped *= multiplier
+            step += 1
+        }
+        capped = min(capped, ceiling)
+        let spread = capped * jitter * (random * 2 - 1)
+        return .seconds(max(0, capped + spread))
+    }
+}
+
+/// How long a topic keeps messages for replay, whether or not they were acknowledged.
+///
+/// Without retention (the default) a topic forgets a message once every subscription is done
+/// with it, and new subscriptions start at the next message published.
+public struct Retention: Hashable, Sendable {
+    /// Keep at most this many of the latest messages; `nil` for no bound by count.
+    public var count: Int?
+    /// Keep messages for at most this long; `nil` for no bound by age.
+    public var age: Duration?
+
+    /// Bound by count, age, or both (whichever is reached first).
+    public init(count: Int? = nil, age: Duration? = nil) {
+        self.count = count
+        self.age = age
+    }
+
+    /// Keep nothing for replay.
+    public static let none = Self(count: 0, age: nil)
+    /// Keep the latest `count` messages.
+    public static func count(_ count: Int) -> Self { Self(count: count) }
+    /// Keep messages published in the last `age`.
+    public static func age(_ age: Duration) -> Self { Self(count: nil, age: age) }
+
+    var isEnabled: Bool { count != 0 }
+}
+
+/// A topic's configuration.
+///
+/// ```swift
+/// let orders = try await queue.createTopic(
+///     "orders", of: OrderPlaced.self,
+///     configuration: .init(capacity: 10_000, overflow: .suspend, deadLetter: .after(deliveries: 5)))
+/// ```
+public struct TopicConfiguration: Hashable, Sendable {
+    /// The most messages one subscription of the topic holds (waiting, delayed and in flight).
+    /// Default 10 000.
+    public var capacity: Int
+    /// What a publish does when a subscription is at ``capacity``. Default ``OverflowPolicy/suspend``.
+    public var overflow: OverflowPolicy
+    /// When messages move to the dead-letter topic. Default: after 5 deliveries, to `<topic>.dlq`.
+    public var deadLetter: DeadLetterPolicy
+    /// The delay before a nacked message is visible again. Default exponential from 100 ms to 60 s.
+    public var retryBackoff: RetryBackoff
+    /// How long messages are kept for replay. Default ``Retention/none``.
+    public var retention: Retention
+
+    /// Creates a configuration; every parameter has the default described on its property.
+    public init(
+        capacity: Int = 10_000,
+        overflow: OverflowPolicy = .suspend,
+        deadLetter: DeadLetterPolicy = .after(deliveries: 5),
+        retryBackoff: RetryBackoff = .exponential(),
+        retention: Retention = .none
+    ) {
+        self.capacity = capacity
+        self.overflow = overflow
+        self.deadLetter = deadLetter
+        self.retryBackoff = retryBackoff
+        self.retention = retention
+    }
+
+    func validate() throws(OpenQError) {
+        guard capacity > 0 else {
+            throw .invalidConfiguration("A topic's capacity must be at least 1; it was \(capacity).")
+        }
+        if let maxDeliveries = deadLetter.maxDeliveries, maxDeliveries < 1 {
+            throw .invalidConfiguration("maxDeliveries must be at least 1; it was \(maxDeliveries).")
+        }
+        guard retryBackoff.initial >= .zero, retryBackoff.maximum >= retryBackoff.initial,
+            retryBackoff.multiplier >= 1, (0...1).contains(retryBackoff.jitter)
+        else {
+            throw .invalidConfiguration(
+                "Retry backoff needs 0 ≤ initial ≤ maximum, multiplier ≥ 1 and jitter in 0...1; it was \(retryBackoff)."
+            )
+        }
+        if let count = retention.count, count < 0 {
+            throw .invalidConfiguration("Retention count must not be negative; it was \(count).")
+        }
+        if let age = retention.age, age <= .zero {
+            throw .invalidConfiguration("Retention age must be positive; it was \(age).")
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double`.
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) * 1e-18
+    }
+}
