@@ -141,7 +141,7 @@ public actor MessageQueue {
             storage = TopicStorage<Payload>(
                 name: deadLetterName,
                 configuration: TopicConfiguration(
-                    capacity: configuration.capacity,
+                    capacity: configuration.deadLetter.capacity,
                     overflow: .dropOldest,
                     deadLetter: .disabled,
                     retryBackoff: configuration.retryBackoff

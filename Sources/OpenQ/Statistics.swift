@@ -84,6 +84,8 @@ public struct TopicStatistics: Hashable, Sendable {
     public var unrouted: Int
     /// Messages kept for replay.
     public var retained: Int
+    /// Publishers waiting for room (policy `suspend`).
+    public var suspendedPublishers: Int
     /// The totals over every subscription, including removed ones.
     public var totals: SubscriptionCounters
     /// One entry per live subscription.

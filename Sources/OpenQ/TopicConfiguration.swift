@@ -17,6 +17,10 @@ public struct DeadLetterPolicy: Hashable, Sendable {
     public let maxDeliveries: Int?
     /// The dead-letter topic's name, or `nil` for the default `<topic>.dlq`.
     public let topicName: String?
+    /// How many messages the dead-letter topic holds before it drops its oldest (counted in its
+    /// statistics). Independent of the source topic's capacity: a burst of failures must not
+    /// push out dead letters nobody has looked at yet.
+    public let capacity: Int
 
     /// The subscription every dead-letter topic has, which holds its messages until they are
     /// consumed or redriven with ``MessageQueue/redrive(from:max:)``.
@@ -24,15 +28,16 @@ public struct DeadLetterPolicy: Hashable, Sendable {
 
     /// No dead-letter topic: nacked messages are redelivered without end, and a message passed to
     /// ``Delivery/reject(reason:)`` is discarded (counted as dead-lettered, logged as a warning).
-    public static let disabled = Self(maxDeliveries: nil, topicName: nil)
+    public static let disabled = Self(maxDeliveries: nil, topicName: nil, capacity: 0)
 
     /// Dead-letter a message once it was delivered `deliveries` times without an acknowledgement,
     /// or on ``Delivery/reject(reason:)``.
     /// - Parameters:
     ///   - deliveries: the `maxDeliveries` bound, at least 1.
     ///   - topic: the dead-letter topic's name; `nil` for `<topic>.dlq`.
-    public static func after(deliveries: Int, topic: String? = nil) -> Self {
-        Self(maxDeliveries: deliveries, topicName: topic)
+    ///   - capacity: the dead-letter topic's capacity when OpenQ creates it. Default 100 000.
+    public static func after(deliveries: Int, topic: String? = nil, capacity: Int = 100_000) -> Self {
+        Self(maxDeliveries: deliveries, topicName: topic, capacity: capacity)
     }
 }
 
@@ -147,6 +152,10 @@ public struct TopicConfiguration: Hashable, Sendable {
         }
         if let maxDeliveries = deadLetter.maxDeliveries, maxDeliveries < 1 {
             throw .invalidConfiguration("maxDeliveries must be at least 1; it was \(maxDeliveries).")
+        }
+        if deadLetter.maxDeliveries != nil, deadLetter.capacity < 1 {
+            throw .invalidConfiguration(
+                "A dead-letter topic's capacity must be at least 1; it was \(deadLetter.capacity).")
         }
         guard retryBackoff.initial >= .zero, retryBackoff.maximum >= retryBackoff.initial,
             retryBackoff.multiplier >= 1, (0...1).contains(retryBackoff.jitter)

@@ -533,10 +533,10 @@ struct TopicStateMachine<Payload: Sendable> {
         var effects = Effects<Payload>()
         processDue(now: now, effects: &effects)
         guard let index = index(of: id) else { return (.finished(subscriptionGone(id)), effects) }
+        if lifecycle == .finished { return (.finished(.shutDown("Topic '\(topic)'")), effects) }
         if subscriptions[index].visibleCount > 0 {
             return (.messages(take(from: index, max: max, consumer: consumer, now: now, effects: &effects)), effects)
         }
-        if lifecycle == .finished { return (.finished(.shutDown("Topic '\(topic)'")), effects) }
         guard canWait else { return (.empty, effects) }
         let waiter = nextWaiterID
         nextWaiterID += 1
@@ -562,11 +562,11 @@ struct TopicStateMachine<Payload: Sendable> {
         }
         if cancelled {
             effects.resume(continuation, with: .cancelled)
+        } else if lifecycle == .finished {
+            effects.resume(continuation, with: .finished)
         } else if subscriptions[index].visibleCount > 0 {
             let batch = take(from: index, max: max, consumer: consumer, now: now, effects: &effects)
             effects.resume(continuation, with: .messages(batch))
-        } else if lifecycle == .finished {
-            effects.resume(continuation, with: .finished)
         } else if let pollDeadline, pollDeadline <= now {
             effects.resume(continuation, with: .timedOut)
         } else {
@@ -1142,6 +1142,7 @@ struct TopicStateMachine<Payload: Sendable> {
             rejected: counters.rejected,
             unrouted: counters.unrouted,
             retained: retained.count,
+            suspendedPublishers: blockedPublishers.count,
             totals: totals,
             subscriptions: subscriptionStatistics
         )

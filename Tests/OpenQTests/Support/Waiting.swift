@@ -1,5 +1,7 @@
 import Testing
 
+@testable import OpenQ
+
 struct TimedOut: Error, CustomStringConvertible {
     var what: String
     var description: String { "timed out waiting for \(what)" }
@@ -7,19 +9,31 @@ struct TimedOut: Error, CustomStringConvertible {
 
 /// Runs `body`, failing with ``TimedOut`` instead of hanging when it takes longer than `seconds`
 /// of real time. Bounds every wait in the async tests, so that a bug fails instead of hanging.
+///
+/// Not a task group: a group waits for its children on exit, and a child awaiting something that
+/// ignores cancellation (`Task.value`) would turn the timeout back into a hang.
 func withTimeout<T: Sendable>(
     _ seconds: Double = 10,
     _ what: String = "an operation",
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
-            throw TimedOut(what: what)
+    let outcome = LockedValueBox<CheckedContinuation<T, any Error>?>(nil)
+    let finish: @Sendable (Result<T, any Error>) -> Void = { result in
+        outcome.withLock { continuation in
+            defer { continuation = nil }
+            return continuation
+        }?.resume(with: result)
+    }
+    return try await withCheckedThrowingContinuation { continuation in
+        outcome.withLock { $0 = continuation }
+        let work = Task {
+            do { finish(.success(try await body())) } catch { finish(.failure(error)) }
         }
-        defer { group.cancelAll() }
-        return try await group.next()!
+        Task {
+            try? await Task.sleep(for: .seconds(seconds))
+            finish(.failure(TimedOut(what: what)))
+            work.cancel()
+        }
     }
 }
 

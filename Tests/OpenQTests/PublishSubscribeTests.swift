@@ -1,0 +1,162 @@
+import Testing
+
+@testable import OpenQ
+
+@Suite("Publish and subscribe: fan-out, work queues, order, priorities, delays, long polling")
+struct PublishSubscribeTests {
+    @Test func fanOut_everySubscriberGetsEveryMessage_inOrder() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("events", of: Int.self)
+        let streams = try (0..<5).map { _ in try topic.subscribe() }
+        try await topic.publish(contentsOf: 1...100)
+        for stream in streams {
+            #expect(try await collect(100, from: stream).map(\.payload) == Array(1...100))
+        }
+    }
+
+    @Test func subscribe_doesNotSeeMessagesPublishedBeforeIt() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("events", of: Int.self)
+        try await topic.publish(1)
+        let stream = try topic.subscribe()
+        try await topic.publish(2)
+        #expect(try await collect(1, from: stream).map(\.payload) == [2])
+    }
+
+    @Test func subscriberWaiting_isWokenByAPublish() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("events", of: Int.self)
+        let stream = try topic.subscribe()
+        let reader = Task { try await collect(3, from: stream).map(\.payload) }
+        try await eventually("the reader to wait") { topic.statistics().consumers == 1 }
+        for value in 1...3 { try await topic.publish(value, headers: ["n": "\(value)"]) }
+        #expect(try await reader.value == [1, 2, 3])
+    }
+
+    @Test func competingConsumers_splitTheWork_withNothingLostOrDuplicated() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let work = try topic.subscription("workers", acknowledgement: .manual)
+        let total = 2_000
+        let consumers = (0..<4).map { _ in
+            Task {
+                var seen: [Int] = []
+                for await delivery in work.deliveries(prefetch: 8) {
+                    seen.append(delivery.message.payload)
+                    try await delivery.ack()
+                    if delivery.message.payload < 0 { break }
+                }
+                return seen
+            }
+        }
+        for value in 1...total { try await topic.publish(value) }
+        try await eventually("all acks") { try work.statistics().counters.acked == total }
+        for _ in consumers { try await topic.publish(-1) }
+        var all: [Int] = []
+        for consumer in consumers {
+            let seen = try await withTimeout { try await consumer.value }
+            #expect(seen.filter { $0 > 0 } == seen.filter { $0 > 0 }.sorted(), "each consumer sees publish order")
+            all += seen.filter { $0 > 0 }
+        }
+        #expect(all.sorted() == Array(1...total))
+        let statistics = try work.statistics()
+        #expect(statistics.counters.redelivered == 0)
+        #expect(statistics.isBalanced)
+    }
+
+    @Test func priorities_higherPriorityDeliveredFirst() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("p", of: String.self)
+        let subscription = try topic.subscription("s")
+        try await topic.publish("low", priority: 0)
+        try await topic.publish("urgent", priority: 10)
+        try await topic.publish("normal", priority: 5)
+        try await topic.publish("urgent-2", priority: 10)
+        let batch = try await subscription.receive(max: 10)
+        #expect(batch.map(\.message.payload) == ["urgent", "urgent-2", "normal", "low"])
+    }
+
+    @Test func delayedMessage_becomesVisibleWhenTheClockPassesTheDelay() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic("d", of: Int.self)
+        let stream = try topic.subscribe()
+        try await topic.publish(1, delay: .seconds(60))
+        let reader = Task { try await collect(1, from: stream).map(\.payload) }
+        try await eventually("the topic timer to sleep") { clock.sleeperCount >= 1 }
+        #expect(topic.statistics().subscriptions.first?.scheduled == 1)
+        clock.advance(by: .seconds(59))
+        #expect(topic.statistics().subscriptions.first?.scheduled == 1)
+        clock.advance(by: .seconds(1))
+        #expect(try await reader.value == [1])
+    }
+
+    @Test func receive_longPoll_returnsWhenAMessageArrives() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic("q", of: Int.self)
+        let subscription = try topic.subscription("s")
+        let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(20)) }
+        try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
+        try await topic.publish(7)
+        let batch = try await withTimeout { try await poll.value }
+        #expect(batch.map(\.message.payload) == [7])
+    }
+
+    @Test func receive_longPoll_returnsEmptyWhenTheWaitPasses() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic("q", of: Int.self)
+        let subscription = try topic.subscription("s")
+        let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(20)) }
+        try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
+        clock.advance(by: .seconds(20))
+        #expect(try await withTimeout { try await poll.value }.isEmpty)
+        try await topic.publish(1)
+        #expect(try await subscription.receive().count == 1, "a timed-out poll must not swallow a later message")
+    }
+
+    @Test func receive_withoutWaiting_returnsAtOnce() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("q", of: Int.self)
+        let subscription = try topic.subscription("s")
+        #expect(try await subscription.receive().isEmpty)
+        await #expect(throws: OpenQError.self) { try await subscription.receive(max: 0) }
+        await #expect(throws: OpenQError.self) { try await subscription.receive(waitingUpTo: .seconds(-1)) }
+    }
+
+    @Test func receive_cancelledWhileWaiting_throwsCancellation_andLosesNothing() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic("q", of: Int.self)
+        let subscription = try topic.subscription("s")
+        let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(60)) }
+        try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
+        poll.cancel()
+        await #expect(throws: CancellationError.self) { try await withTimeout { try await poll.value } }
+        try await topic.publish(1)
+        #expect(try await subscription.receive().map(\.message.payload) == [1])
+    }
+
+    @Test func producer_addsItsNameAndDefaultHeaders() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("orders", of: Order.self)
+        let stream = try topic.subscribe()
+        let producer = try topic.producer("api", headers: ["region": "eu", "tier": "1"])
+        try await producer.publish(Order(id: 1), headers: ["tier": "2"])
+        let message = try #require(try await collect(1, from: stream).first)
+        #expect(message.headers == ["region": "eu", "tier": "2", MessageHeader.producer: "api"])
+        #expect(throws: OpenQError.self) { try topic.producer("no spaces") }
+    }
+
+    @Test func batchPublish_keepsOrderAndHeaders() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("b", of: Int.self)
+        let subscription = try topic.subscription("s")
+        try await topic.publish(contentsOf: [3, 1, 2], headers: ["batch": "yes"])
+        let batch = try await subscription.receive(max: 10)
+        #expect(batch.map(\.message.payload) == [3, 1, 2])
+        #expect(batch.allSatisfy { $0.message.headers["batch"] == "yes" })
+        #expect(batch.map(\.message.sequenceNumber) == [1, 2, 3])
+    }
+}

@@ -1,0 +1,116 @@
+import MetricsTestKit
+import Testing
+
+@testable import OpenQ
+
+@Suite("Statistics: snapshots, live updates, swift-metrics export")
+struct StatisticsTests {
+    @Test func snapshot_countsEveryOutcome() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic(
+            "orders", of: Int.self, configuration: .init(deadLetter: .after(deliveries: 2), retryBackoff: .immediate))
+        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
+        try await topic.publish(contentsOf: 1...5)
+        clock.advance(by: .seconds(3))
+        let batch = try await work.receive(max: 3)
+        try await batch[0].ack()
+        try await batch[1].nack()
+        try await batch[2].reject(reason: "bad")
+        let redelivered = try #require(try await work.receive(max: 1).first)
+        #expect(redelivered.attempt == 2)
+        try await redelivered.nack()
+        let statistics = try work.statistics()
+        #expect(statistics.counters.routed == 5)
+        #expect(statistics.counters.delivered == 4)
+        #expect(statistics.counters.acked == 1)
+        #expect(statistics.counters.nacked == 2)
+        #expect(statistics.counters.redelivered == 1)
+        #expect(statistics.counters.deadLettered == 2)
+        #expect(statistics.depth == 2)
+        #expect(statistics.inFlight == 0)
+        #expect(statistics.oldestMessageAge == .seconds(3))
+        #expect(statistics.isBalanced)
+        let broker = await queue.statistics()
+        #expect(broker.topic("orders.dlq")?.published == 2)
+        #expect(broker.description.contains("orders.dlq"))
+    }
+
+    @Test func statisticsUpdates_isAnAsyncSequenceOfSnapshots() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic("t", of: Int.self)
+        let updates = queue.statisticsUpdates(every: .seconds(1))
+        let reader = Task { try await collect(2, from: updates).map { $0.topic("t")?.published } }
+        try await eventually("the first snapshot") { clock.sleeperCount >= 1 }
+        try await topic.publish(1)
+        clock.advance(by: .seconds(1))
+        #expect(try await reader.value == [0, 1])
+    }
+
+    @Test func metrics_exportCountersAndGauges() async throws {
+        let metrics = TestMetrics()
+        let queue = MessageQueue(
+            configuration: .init(metricsInterval: nil, metricsFactory: metrics), clock: ManualClock())
+        let topic = try await queue.createTopic("orders", of: Int.self)
+        let work = try topic.subscription("billing")
+        try await topic.publish(contentsOf: 1...3)
+        try await #require(try await work.receive().first).ack()
+        await queue.exportMetrics()
+        let published = try metrics.expectCounter("openq_messages_published_total", [("topic", "orders")])
+        #expect(published.totalValue == 3)
+        let acked = try metrics.expectCounter(
+            "openq_subscription_messages_acked_total", [("topic", "orders"), ("subscription", "billing")])
+        #expect(acked.totalValue == 1)
+        let inFlight = try metrics.expectGauge(
+            "openq_subscription_in_flight", [("topic", "orders"), ("subscription", "billing")])
+        #expect(inFlight.lastValue == 2)
+        try await topic.publish(4)
+        await queue.exportMetrics()
+        #expect(published.totalValue == 4, "counters grow by the change since the last export")
+    }
+}
+
+@Suite("Replay and purge through the public API")
+struct ReplayTests {
+    @Test func lateSubscriber_replaysFromEarliest_aSequence_andATime() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic("r", of: Int.self, configuration: .init(retention: .count(1_000)))
+        try await topic.publish(contentsOf: 1...3)
+        clock.advance(by: .seconds(60))
+        try await topic.publish(contentsOf: 4...5)
+        let earliest = try topic.subscribe(startingAt: .earliest)
+        let fromSequence = try topic.subscription("seq", startingAt: .sequenceNumber(3))
+        let fromTime = try topic.subscribe(
+            startingAt: .time(
+                try await topic.subscription("probe", startingAt: .earliest).receive(max: 5)[3].message.publishedAt))
+        #expect(try await collect(5, from: earliest).map(\.payload) == [1, 2, 3, 4, 5])
+        #expect(try await fromSequence.receive(max: 10).map(\.message.payload) == [3, 4, 5])
+        #expect(try await collect(2, from: fromTime).map(\.payload) == [4, 5])
+        #expect(topic.statistics().retained == 5)
+    }
+
+    @Test func seek_replaysAgain() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("r", of: Int.self, configuration: .init(retention: .count(10)))
+        let subscription = try topic.subscription("s", acknowledgement: .automatic)
+        try await topic.publish(contentsOf: 1...3)
+        #expect(try await subscription.receive(max: 10).count == 3)
+        #expect(try subscription.seek(to: .earliest) == 3)
+        #expect(try await subscription.receive(max: 10).map(\.message.payload) == [1, 2, 3])
+    }
+
+    @Test func purge_reportsHowManyItRemoved() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("p", of: Int.self)
+        let a = try topic.subscription("a")
+        _ = try topic.subscription("b")
+        try await topic.publish(contentsOf: 1...4)
+        #expect(try a.purge() == 4)
+        #expect(try topic.purge() == 4, "b still held four")
+        #expect(topic.statistics().totals.purged == 8)
+        try await topic.publish(5)
+        #expect(try await a.receive().map(\.message.payload) == [5])
+    }
+}

@@ -1,0 +1,36 @@
+@testable import OpenQ
+
+struct Order: Sendable, Hashable, Codable {
+    var id: Int
+    var item: String = "book"
+}
+
+/// A broker on a manual clock, with no background metrics export and a fixed jitter seed.
+func makeQueue(clock: ManualClock = ManualClock()) -> MessageQueue {
+    MessageQueue(configuration: .init(metricsInterval: nil, randomSeed: 1), clock: clock)
+}
+
+/// Takes `count` elements of `sequence`, failing after `seconds` instead of hanging.
+func collect<S: AsyncSequence & Sendable>(
+    _ count: Int,
+    from sequence: S,
+    within seconds: Double = 10
+) async throws -> [S.Element] where S.Element: Sendable {
+    try await withTimeout(seconds, "\(count) elements") {
+        var elements: [S.Element] = []
+        guard count > 0 else { return elements }
+        for try await element in sequence {
+            elements.append(element)
+            if elements.count == count { break }
+        }
+        return elements
+    }
+}
+
+extension SubscriptionStatistics {
+    /// routed == acked + deadLettered + dropped + purged + depth + scheduled + inFlight
+    var isBalanced: Bool {
+        counters.routed == counters.acked + counters.deadLettered + counters.dropped + counters.purged + depth
+            + scheduled + inFlight
+    }
+}
