@@ -1,0 +1,80 @@
+import OpenQ  // not @testable: README examples may use public API only
+import Testing
+
+// The code of README.md's quick start, kept compiling and passing here.
+struct OrderPlaced: Sendable {
+    var id: Int
+}
+
+func charge(_ order: OrderPlaced) async throws {}
+
+struct AuditLog: MessageHandler {
+    func handle(_ message: Message<OrderPlaced>) async throws {
+        print("audit", message.sequenceNumber, message.payload.id)
+    }
+}
+
+@Suite("README examples")
+struct ReadmeExamplesTests {
+    @Test func quickStart() async throws {
+        let queue = MessageQueue()
+        let orders = try await queue.createTopic(
+            "orders", of: OrderPlaced.self,
+            configuration: .init(capacity: 10_000, overflow: .suspend, deadLetter: .after(deliveries: 5)))
+
+        // Fan-out: every subscriber gets every message (automatic acknowledgement).
+        let updates = try orders.subscribe()
+        let printer = Task { for await message in updates { print("update", message.payload.id) } }
+
+        // Work queue: consumers of "billing" compete; manual acks with a visibility timeout.
+        let billing = try orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+        let worker = Task {
+            for await delivery in billing.deliveries() {
+                do {
+                    try await charge(delivery.message.payload)
+                    try await delivery.ack()
+                } catch {
+                    try await delivery.nack(error: "\(error)")  // retried with backoff, then dead-lettered
+                }
+            }
+        }
+
+        // A MessageHandler run by a Consumer: ack after handling, nack when it throws.
+        let audit = try orders.consume(subscription: "audit", with: AuditLog(), concurrency: 4)
+
+        // A subscription receives what is published after it exists.
+        let reports = try orders.subscription("reports")
+
+        try await orders.publish(OrderPlaced(id: 1), headers: ["source": "api"])
+        try await orders.publish(contentsOf: (2...10).map(OrderPlaced.init))
+
+        // Long-polling pull, as SQS ReceiveMessage.
+        for delivery in try await reports.receive(max: 10, waitingUpTo: .seconds(5)) {
+            try await delivery.ack()
+        }
+
+        print(await queue.statistics())
+        let report = await queue.shutdown(gracePeriod: .seconds(5))
+        print("unacknowledged:", report.unacknowledged)
+        _ = await (printer.value, worker.result, audit.wait())
+
+        #expect(report.unacknowledged == 0 && report.undelivered == 0)
+        #expect(report.statistics.topic("orders")?.published == 10)
+        #expect(report.statistics.topic("orders")?.subscription("billing")?.counters.acked == 10)
+    }
+
+    @Test func errors() async throws {
+        let queue = MessageQueue()
+        let orders = try await queue.createTopic(
+            "orders", of: OrderPlaced.self, configuration: .init(capacity: 1, overflow: .reject))
+        _ = try orders.subscription("billing")
+        try await orders.publish(OrderPlaced(id: 1))
+        do {
+            try await orders.publish(OrderPlaced(id: 2))
+            Issue.record("a full topic under reject accepted a message")
+        } catch let error as OpenQError where error.code == .topicFull {
+            print(error.message)  // says what happened and what to do
+        }
+        _ = await queue.shutdown(gracePeriod: .zero)
+    }
+}
