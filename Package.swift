@@ -5,12 +5,15 @@ let package = Package(
     name: "OpenQ",
     platforms: [.macOS(.v15), .iOS(.v18), .tvOS(.v18), .watchOS(.v11)],
     products: [
-        .library(name: "OpenQ", targets: ["OpenQ"])
+        .library(name: "OpenQ", targets: ["OpenQ"]),
+        .executable(name: "openq-demo", targets: ["openq-demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        // For the demo's command line only; the OpenQ library does not depend on it.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .target(
@@ -21,6 +24,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
+        ),
+        .target(
+            name: "OpenQDemoKit",
+            dependencies: [
+                "OpenQ",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Demo/Scenarios"
+        ),
+        .executableTarget(
+            name: "openq-demo",
+            dependencies: [
+                "OpenQDemoKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Demo/CLI"
+        ),
+        .testTarget(
+            name: "OpenQDemoTests",
+            dependencies: ["OpenQDemoKit", "OpenQ"]
         ),
         .testTarget(
             name: "OpenQTests",

@@ -153,3 +153,19 @@ actor ConcurrencyGauge {
     }
     func leave() { current -= 1 }
 }
+
+@Suite("Consumer stop with a real clock")
+struct ConsumerStopTests {
+    @Test func stop_returnsPromptly_whileMessagesAreBackingOff() async throws {
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil))
+        let topic = try await queue.createTopic(
+            "jobs", of: Int.self,
+            configuration: .init(
+                deadLetter: .after(deliveries: 3),
+                retryBackoff: .exponential(initial: .milliseconds(10), maximum: .milliseconds(80))))
+        let consumer = try topic.consume(subscription: "w", concurrency: 4) { _ in throw HandlerFailure(value: 0) }
+        try await topic.publish(contentsOf: 1...50)
+        try await eventually("dead letters") { topic.statistics().subscription("w")?.counters.deadLettered == 50 }
+        try await withTimeout(5, "stop") { await consumer.stop() }
+    }
+}

@@ -903,11 +903,15 @@ struct TopicStateMachine<Payload: Sendable> {
         deadlines.insert(Deadline(at: time, order: deadlineOrder, kind: kind))
         pushesSinceCompaction += 1
         if pushesSinceCompaction >= 1024 { compactDeadlines() }
-        if armedDeadline.map({ time < $0 }) ?? true {
-            armedDeadline = time
-            timerGeneration += 1
-            effects.armTimer = TimerRequest(deadline: time, generation: timerGeneration)
-        }
+        arm(at: time, effects: &effects)
+    }
+
+    /// Arms the timer for `time` unless it is armed for an earlier time already.
+    private mutating func arm(at time: Duration, effects: inout Effects<Payload>) {
+        guard armedDeadline.map({ time < $0 }) ?? true else { return }
+        armedDeadline = time
+        timerGeneration += 1
+        effects.armTimer = TimerRequest(deadline: time, generation: timerGeneration)
     }
 
     /// Drops stale heap entries (acknowledged deliveries, extended deadlines) once they outnumber
@@ -937,11 +941,9 @@ struct TopicStateMachine<Payload: Sendable> {
         var effects = Effects<Payload>()
         if generation == timerGeneration { armedDeadline = nil }
         processDue(now: now, effects: &effects)
-        if armedDeadline == nil, let next = deadlines.min?.at {
-            armedDeadline = next
-            timerGeneration += 1
-            effects.armTimer = TimerRequest(deadline: next, generation: timerGeneration)
-        }
+        // Processing may have armed the timer for a later deadline (a redelivery's visibility
+        // timeout); the earliest deadline left must still get its wake-up.
+        if let next = deadlines.min?.at { arm(at: next, effects: &effects) }
         return effects
     }
 

@@ -1,0 +1,68 @@
+import OpenQ
+import Testing
+
+@testable import OpenQDemoKit
+
+/// Each demo scenario, in-process with small counts: its invariants and final statistics, not its text.
+@Suite("openq-demo scenarios")
+struct ScenarioTests {
+    let options = DemoOptions(messages: 60, consumers: 2, visibilityTimeout: .milliseconds(50), seed: 1)
+    let narrator = Narrator(quiet: true)
+
+    @Test func eventBus() async throws {
+        let outcome = try await ScenarioName.eventBus.run(options, narrator: narrator)
+        #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
+        let orders = try #require(outcome.statistics.topic("orders"))
+        #expect(orders.published == 60)
+        #expect(orders.subscription("inventory")?.counters.acked == 60)
+        #expect(outcome.statistics.topic("payments")?.published == 60)
+    }
+
+    @Test func workQueue() async throws {
+        let outcome = try await ScenarioName.workQueue.run(options, narrator: narrator)
+        #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
+        let workers = try #require(outcome.statistics.topic("jobs")?.subscription("workers"))
+        #expect(workers.counters.acked == 60)
+        #expect(workers.counters.expired == 1)
+        #expect(workers.counters.redelivered == 1 + workers.counters.nacked)
+        #expect(workers.counters.nacked == outcome.figures["transientFailures"])
+        #expect(workers.inFlight == 0)
+    }
+
+    @Test func deadLetter() async throws {
+        let outcome = try await ScenarioName.deadLetter.run(options, narrator: narrator)
+        #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
+        let processor = try #require(outcome.statistics.topic("payments")?.subscription("processor"))
+        #expect(processor.counters.deadLettered == 50)
+        #expect(processor.counters.acked == 50)
+        #expect(outcome.figures["redriven"] == 50)
+        #expect(outcome.statistics.topic("payments.dlq")?.published == 50)
+    }
+
+    @Test func backpressure() async throws {
+        let outcome = try await ScenarioName.backpressure.run(options, narrator: narrator)
+        #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
+        #expect(outcome.figures["suspend.dropped"] == 0)
+        #expect(outcome.figures["suspend.received"] == 60)
+        #expect((outcome.figures["reject.rejected"] ?? 0) > 0)
+        #expect(outcome.statistics.topic("backpressure-reject")?.rejected == outcome.figures["reject.rejected"])
+        #expect(
+            outcome.statistics.topic("backpressure-dropOldest")?.totals.dropped == outcome.figures["dropOldest.dropped"]
+        )
+    }
+
+    @Test func replay() async throws {
+        let outcome = try await ScenarioName.replay.run(options, narrator: narrator)
+        #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
+        #expect(outcome.statistics.topic("prices")?.retained == 60)
+        #expect(outcome.statistics.topic("prices")?.subscription("audit")?.counters.acked == 60)
+    }
+
+    @Test func report_rendersAlignedTablesAndJSON() async throws {
+        let outcome = try await ScenarioName.replay.run(options, narrator: narrator)
+        let lines = Report.statisticsTable(outcome.statistics).split(separator: "\n")
+        #expect(Set(lines.filter { !$0.contains("─") }.map(\.count)).count == 1, "every row has the same width")
+        let json = try Report.json([outcome])
+        #expect(json.contains("\"scenario\" : \"replay\"") && json.contains("\"passed\" : true"))
+    }
+}
