@@ -19,7 +19,7 @@ public final class Consumer<Payload: Sendable>: Sendable {
     private let task: Task<Void, Never>
 
     init<Handler: MessageHandler<Payload>>(
-        handle: SubscriptionHandle<Payload>,
+        handle: SubscriptionHandle,
         subscription: String,
         handler: Handler,
         concurrency: Int,
@@ -51,7 +51,7 @@ public final class Consumer<Payload: Sendable>: Sendable {
     }
 
     private static func run<Handler: MessageHandler<Payload>>(
-        handle: SubscriptionHandle<Payload>,
+        handle: SubscriptionHandle,
         subscription: String,
         handler: Handler,
         concurrency: Int,
@@ -86,7 +86,7 @@ public final class Consumer<Payload: Sendable>: Sendable {
                 else { break }
                 for handed in batch {
                     running += 1
-                    let delivery = Delivery(handed, handle: handle, subscription: subscription)
+                    let delivery = Delivery<Payload>(handed, handle: handle, subscription: subscription)
                     group.addTask { await Self.handle(delivery, with: handler, logger: storage.logger) }
                 }
             }
@@ -143,7 +143,7 @@ extension Topic {
         guard maxLease > .zero else {
             throw OpenQError.invalidConfiguration("maxLease must be positive; it was \(maxLease).")
         }
-        let handle: SubscriptionHandle<Payload>
+        let handle: SubscriptionHandle
         let subscriptionName: String
         if let name {
             handle = try subscription(name, acknowledgement: acknowledgement).handle

@@ -22,12 +22,12 @@ public struct Delivery<Payload: Sendable>: Sendable {
     /// The subscription the delivery belongs to.
     public let subscription: String
 
-    let storage: TopicStorage<Payload>
+    let storage: TopicStorage
     let subscriptionID: SubscriptionID
     let tag: UInt64
 
-    init(_ handed: HandedMessage<Payload>, handle: SubscriptionHandle<Payload>, subscription: String) {
-        self.message = handed.message
+    init(_ handed: HandedMessage<any Sendable>, handle: SubscriptionHandle, subscription: String) {
+        self.message = Message(erased: handed.message)
         self.attempt = handed.attempt
         self.subscription = subscription
         self.storage = handle.storage

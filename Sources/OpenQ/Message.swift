@@ -71,6 +71,21 @@ public struct Message<Payload: Sendable>: Sendable {
     }
 }
 
+extension Message {
+    /// The typed view of a message the broker holds erased; the topic guarantees the type.
+    init(erased message: Message<any Sendable>) {
+        self.init(
+            id: message.id,
+            topic: message.topic,
+            sequenceNumber: message.sequenceNumber,
+            payload: message.payload as! Payload,
+            headers: message.headers,
+            priority: message.priority,
+            publishedAt: message.publishedAt
+        )
+    }
+}
+
 /// The header keys OpenQ itself writes.
 public enum MessageHeader {
     /// On a dead-lettered message: the topic it was published to.

@@ -45,7 +45,7 @@ public actor MessageQueue {
     public nonisolated let configuration: Configuration
     let clock: BrokerClock
     let logger: Logger
-    private var topics: [String: any AnyTopicStorage] = [:]
+    private var topics: [String: TopicStorage] = [:]
     private var isShutDown = false
     private var metrics: MetricsExporter
     private var metricsTask: Task<Void, Never>?
@@ -94,21 +94,22 @@ public actor MessageQueue {
         try configuration.validate()
         guard !isShutDown else { throw OpenQError.shutDown("The message queue") }
         if let existing = topics[name] {
-            guard let storage = existing as? TopicStorage<Payload>, existing.configuration == configuration else {
+            guard existing.carries(Payload.self), existing.configuration == configuration else {
                 throw OpenQError(
                     .topicAlreadyExists,
                     "Topic '\(name)' exists with payload \(existing.payloadType) and \(existing.configuration); "
                         + "look it up with topic(_:of:) or choose another name."
                 )
             }
-            return Topic(storage: storage)
+            return Topic(storage: existing)
         }
-        var deadLetterTarget: TopicStorage<Payload>?
+        var deadLetterTarget: TopicStorage?
         if configuration.deadLetter.maxDeliveries != nil {
-            deadLetterTarget = try deadLetterTopic(for: name, configuration: configuration)
+            deadLetterTarget = try deadLetterTopic(for: name, payloadType: Payload.self, configuration: configuration)
         }
-        let storage = TopicStorage<Payload>(
+        let storage = TopicStorage(
             name: name,
+            payloadType: Payload.self,
             configuration: configuration,
             clock: clock,
             logger: logger,
@@ -121,25 +122,27 @@ public actor MessageQueue {
         return Topic(storage: storage)
     }
 
-    private func deadLetterTopic<Payload: Sendable>(
+    private func deadLetterTopic(
         for name: String,
+        payloadType: Any.Type,
         configuration: TopicConfiguration
-    ) throws -> TopicStorage<Payload> {
+    ) throws -> TopicStorage {
         let deadLetterName = configuration.deadLetter.topicName ?? "\(name).dlq"
         try validateName(deadLetterName, kind: "dead-letter topic")
-        let storage: TopicStorage<Payload>
+        let storage: TopicStorage
         if let existing = topics[deadLetterName] {
-            guard let typed = existing as? TopicStorage<Payload> else {
+            guard existing.carries(payloadType) else {
                 throw OpenQError(
                     .payloadTypeMismatch,
-                    "Dead-letter topic '\(deadLetterName)' carries \(existing.payloadType), not \(Payload.self); "
+                    "Dead-letter topic '\(deadLetterName)' carries \(existing.payloadType), not \(payloadType); "
                         + "name another dead-letter topic in DeadLetterPolicy.after(deliveries:topic:)."
                 )
             }
-            storage = typed
+            storage = existing
         } else {
-            storage = TopicStorage<Payload>(
+            storage = TopicStorage(
                 name: deadLetterName,
+                payloadType: payloadType,
                 configuration: TopicConfiguration(
                     capacity: configuration.deadLetter.capacity,
                     overflow: .dropOldest,
@@ -163,13 +166,13 @@ public actor MessageQueue {
     public func topic<Payload: Sendable>(_ name: String, of type: Payload.Type = Payload.self) throws -> Topic<Payload>
     {
         guard let existing = topics[name] else { throw OpenQError.topicNotFound(name) }
-        guard let storage = existing as? TopicStorage<Payload> else {
+        guard existing.carries(Payload.self) else {
             throw OpenQError(
                 .payloadTypeMismatch,
                 "Topic '\(name)' carries \(existing.payloadType), not \(Payload.self); look it up with that type."
             )
         }
-        return Topic(storage: storage)
+        return Topic(storage: existing)
     }
 
     /// The names of all topics, sorted.

@@ -8,7 +8,7 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Message<Payload>
     public typealias Failure = Never
 
-    let handle: SubscriptionHandle<Payload>
+    let handle: SubscriptionHandle
     let prefetch: Int
 
     /// The generated name of the underlying subscription, as it appears in statistics.
@@ -22,14 +22,14 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
 
     /// Iterates the stream from one task.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let cursor: ConsumerCursor<Payload>
+        let cursor: ConsumerCursor
 
         public mutating func next() async -> Message<Payload>? {
-            await cursor.next(isolation: nil)?.message
+            await cursor.next(isolation: nil).map { Message(erased: $0.message) }
         }
 
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Message<Payload>? {
-            await cursor.next(isolation: actor)?.message
+            await cursor.next(isolation: actor).map { Message(erased: $0.message) }
         }
     }
 }
@@ -46,7 +46,7 @@ public struct DeliverySequence<Payload: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Delivery<Payload>
     public typealias Failure = Never
 
-    let handle: SubscriptionHandle<Payload>
+    let handle: SubscriptionHandle
     let name: String
     let prefetch: Int
 
@@ -56,7 +56,7 @@ public struct DeliverySequence<Payload: Sendable>: AsyncSequence, Sendable {
 
     /// One consumer; iterate it from one task.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let cursor: ConsumerCursor<Payload>
+        let cursor: ConsumerCursor
         let name: String
 
         public mutating func next() async -> Delivery<Payload>? {

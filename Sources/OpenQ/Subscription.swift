@@ -12,12 +12,12 @@
 /// let batch = try await billing.receive(max: 10, waitingUpTo: .seconds(5))   // long polling pull
 /// ```
 public struct Subscription<Payload: Sendable>: Sendable {
-    let handle: SubscriptionHandle<Payload>
+    let handle: SubscriptionHandle
 
     /// The subscription's name.
     public let name: String
 
-    init(handle: SubscriptionHandle<Payload>, name: String) {
+    init(handle: SubscriptionHandle, name: String) {
         self.handle = handle
         self.name = name
     }

@@ -11,9 +11,9 @@
 /// for await message in stream { print(message.payload); break }
 /// ```
 public struct Topic<Payload: Sendable>: Sendable {
-    let storage: TopicStorage<Payload>
+    let storage: TopicStorage
 
-    init(storage: TopicStorage<Payload>) {
+    init(storage: TopicStorage) {
         self.storage = storage
     }
 
@@ -45,7 +45,7 @@ public struct Topic<Payload: Sendable>: Sendable {
         delay: Duration = .zero
     ) async throws {
         try await publish(requests: [
-            PublishRequest(payload: payload, headers: headers, priority: priority, delay: delay)
+            PublishRequest<any Sendable>(payload: payload, headers: headers, priority: priority, delay: delay)
         ])
     }
 
@@ -59,7 +59,7 @@ public struct Topic<Payload: Sendable>: Sendable {
         headers: [String: String] = [:],
         priority: Int = 0
     ) async throws {
-        let requests = payloads.map { PublishRequest(payload: $0, headers: headers, priority: priority) }
+        let requests = payloads.map { PublishRequest<any Sendable>(payload: $0, headers: headers, priority: priority) }
         guard !requests.isEmpty else { return }
         try await publish(requests: requests)
     }
@@ -68,11 +68,11 @@ public struct Topic<Payload: Sendable>: Sendable {
     ///
     /// Under `suspend` a full topic makes this return ``PublishResult/rejected`` instead of waiting.
     public func tryPublish(_ payload: Payload, headers: [String: String] = [:], priority: Int = 0) -> PublishResult {
-        let request = PublishRequest(payload: payload, headers: headers, priority: priority)
+        let request = PublishRequest<any Sendable>(payload: payload, headers: headers, priority: priority)
         return storage.withState { state, now in state.tryPublish(request, now: now) }
     }
 
-    func publish(requests: [PublishRequest<Payload>]) async throws {
+    func publish(requests: [PublishRequest<any Sendable>]) async throws {
         let decision = storage.withState { state, now in state.publish(requests, now: now) }
         switch decision {
         case .accepted:

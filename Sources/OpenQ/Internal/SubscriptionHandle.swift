@@ -2,12 +2,14 @@
 ///
 /// An anonymous subscription (from ``Topic/subscribe(startingAt:backlog:prefetch:)``) is removed
 /// when the last handle to it is released, so a stream that is never iterated does not leak.
-final class SubscriptionHandle<Payload: Sendable>: Sendable {
-    let storage: TopicStorage<Payload>
+final class SubscriptionHandle: Sendable {
+    typealias Payload = TopicStorage.Payload
+
+    let storage: TopicStorage
     let id: SubscriptionID
     let removeWhenReleased: Bool
 
-    init(storage: TopicStorage<Payload>, id: SubscriptionID, removeWhenReleased: Bool) {
+    init(storage: TopicStorage, id: SubscriptionID, removeWhenReleased: Bool) {
         self.storage = storage
         self.id = id
         self.removeWhenReleased = removeWhenReleased
@@ -71,15 +73,17 @@ final class SubscriptionHandle<Payload: Sendable>: Sendable {
 /// When it ends (its task is cancelled, the subscription ends, or its iterator is dropped) the
 /// deliveries it holds become visible again at once; those it never handed out get their attempt
 /// back.
-final class ConsumerCursor<Payload: Sendable> {
-    let handle: SubscriptionHandle<Payload>
+final class ConsumerCursor {
+    typealias Payload = TopicStorage.Payload
+
+    let handle: SubscriptionHandle
     let consumer: ConsumerID?
     private let prefetch: Int
     private var buffer: [HandedMessage<Payload>] = []
     private var position = 0
     private var ended = false
 
-    init(handle: SubscriptionHandle<Payload>, prefetch: Int) {
+    init(handle: SubscriptionHandle, prefetch: Int) {
         self.handle = handle
         self.prefetch = prefetch
         self.consumer = handle.storage.state.withLock { $0.registerConsumer(handle.id) }

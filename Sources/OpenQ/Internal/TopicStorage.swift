@@ -11,27 +11,34 @@ import Logging
 ///
 /// The public shells (``Topic``, ``Subscription``, ``Delivery``) only forward to this type; the
 /// broker actor is not on this path.
-final class TopicStorage<Payload: Sendable>: Sendable {
+final class TopicStorage: Sendable {
+    /// Inside the broker every payload is an erased `any Sendable`: the core is compiled once,
+    /// specialized, in this module. The typed shells box a payload on publish and cast it back on
+    /// delivery; `payloadType` says which type the topic carries.
+    typealias Payload = any Sendable
     typealias StateMachine = TopicStateMachine<Payload>
 
     let name: String
+    let payloadType: Any.Type
     let configuration: TopicConfiguration
     let clock: BrokerClock
     let logger: Logger
     /// Where dead letters go; `nil` when the topic has no dead-letter topic.
-    let deadLetterTarget: TopicStorage<Payload>?
+    let deadLetterTarget: TopicStorage?
     let state: LockedValueBox<StateMachine>
     private let timer = LockedValueBox<(generation: UInt64, task: Task<Void, Never>?)>((0, nil))
 
     init(
         name: String,
+        payloadType: Any.Type,
         configuration: TopicConfiguration,
         clock: BrokerClock,
         logger: Logger,
-        deadLetterTarget: TopicStorage<Payload>?,
+        deadLetterTarget: TopicStorage?,
         seed: UInt64 = .random(in: .min ... .max)
     ) {
         self.name = name
+        self.payloadType = payloadType
         self.configuration = configuration
         self.clock = clock
         self.logger = logger

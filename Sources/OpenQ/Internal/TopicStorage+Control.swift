@@ -1,21 +1,9 @@
-/// What the broker actor needs of a topic without knowing its payload type.
-protocol AnyTopicStorage: AnyObject, Sendable {
-    var name: String { get }
-    var payloadType: Any.Type { get }
-    var configuration: TopicConfiguration { get }
-    var deadLetterTopicName: String? { get }
-    func statistics() -> TopicStatistics
-    func ensureSubscription(_ name: String, configuration: SubscriptionConfiguration) throws
-    func beginShutdown()
-    func finish()
-    func waitUntilIdle() async
-    /// Moves up to `max` messages of the dead-letter subscription back to their source
-    /// subscriptions; returns how many moved.
-    func redrive(max: Int, resolve: (String) -> (any AnyTopicStorage)?) -> Int
-}
+/// The broker's control-plane operations on a topic: creation of the dead-letter subscription,
+/// shutdown, and redrive.
+extension TopicStorage {
+    /// True when the topic carries `type`.
+    func carries(_ type: Any.Type) -> Bool { ObjectIdentifier(payloadType) == ObjectIdentifier(type) }
 
-extension TopicStorage: AnyTopicStorage {
-    var payloadType: Any.Type { Payload.self }
     var deadLetterTopicName: String? { deadLetterTarget?.name }
 
     func ensureSubscription(_ name: String, configuration: SubscriptionConfiguration) throws {
@@ -45,7 +33,7 @@ extension TopicStorage: AnyTopicStorage {
         }
     }
 
-    func redrive(max: Int, resolve: (String) -> (any AnyTopicStorage)?) -> Int {
+    func redrive(max: Int, resolve: (String) -> TopicStorage?) -> Int {
         guard let id = state.withLock({ $0.subscriptionID(named: DeadLetterPolicy.subscriptionName) }) else { return 0 }
         let messages = withState { state, now in state.drain(id, max: max, now: now) }
         var bySource: [String: [String: [Message<Payload>]]] = [:]
@@ -62,7 +50,7 @@ extension TopicStorage: AnyTopicStorage {
         var moved = 0
         for (topic, groups) in bySource {
             for (subscription, group) in groups {
-                guard let source = resolve(topic) as? TopicStorage<Payload>,
+                guard let source = resolve(topic), source.carries(payloadType),
                     let sourceID = source.state.withLock({ $0.subscriptionID(named: subscription) }),
                     (try? source.withState({ state, now in state.enqueue(group, into: sourceID, now: now) }).get())
                         != nil
