@@ -52,6 +52,7 @@ public struct Message<Payload: Sendable>: Sendable {
     /// When the message was published, by the broker's clock.
     public let publishedAt: Date
 
+    @usableFromInline
     package init(
         id: MessageID,
         topic: String,
@@ -73,6 +74,7 @@ public struct Message<Payload: Sendable>: Sendable {
 
 extension Message {
     /// The typed view of a message the broker holds erased; the topic guarantees the type.
+    @inlinable
     init(erased message: Message<any Sendable>) {
         self.init(
             id: message.id,

@@ -8,28 +8,35 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Message<Payload>
     public typealias Failure = Never
 
-    let handle: SubscriptionHandle
-    let prefetch: Int
+    @usableFromInline let handle: SubscriptionHandle
+    @usableFromInline let prefetch: Int
 
     /// The generated name of the underlying subscription, as it appears in statistics.
     public var subscriptionName: String {
         handle.storage.state.withLock { $0.subscription(handle.id)?.name } ?? ""
     }
 
+    @inlinable
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(cursor: ConsumerCursor(handle: handle, prefetch: prefetch))
     }
 
     /// Iterates the stream from one task.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let cursor: ConsumerCursor
+        @usableFromInline let cursor: ConsumerCursor
 
+        @inlinable
+        init(cursor: ConsumerCursor) { self.cursor = cursor }
+
+        @inlinable
         public mutating func next() async -> Message<Payload>? {
-            await cursor.next(isolation: nil).map { Message(erased: $0.message) }
+            await next(isolation: nil)
         }
 
+        @inlinable
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Message<Payload>? {
-            await cursor.next(isolation: actor).map { Message(erased: $0.message) }
+            guard let handed = await cursor.next(isolation: actor) else { return nil }
+            return Message(erased: handed.message)
         }
     }
 }

@@ -11,6 +11,7 @@
 /// for await message in stream { print(message.payload); break }
 /// ```
 public struct Topic<Payload: Sendable>: Sendable {
+    @usableFromInline
     let storage: TopicStorage
 
     init(storage: TopicStorage) {
@@ -38,15 +39,15 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// - Throws: ``OpenQError/Code/topicFull`` under `reject`; ``OpenQError/Code/shutDown`` after
     ///   shutdown or deletion; `CancellationError` when the task is cancelled while waiting for
     ///   room (the message is then not published).
+    @inlinable
     public func publish(
         _ payload: Payload,
         headers: [String: String] = [:],
         priority: Int = 0,
         delay: Duration = .zero
     ) async throws {
-        try await publish(requests: [
-            PublishRequest<any Sendable>(payload: payload, headers: headers, priority: priority, delay: delay)
-        ])
+        try await storage.publish(
+            PublishRequest<any Sendable>(payload: payload, headers: headers, priority: priority, delay: delay))
     }
 
     /// Publishes several messages at once, in order, with one lock hand-over.
@@ -54,6 +55,7 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// The batch is atomic with respect to `suspend` and `reject`: it is enqueued whole once there
     /// is room for all of it, or rejected whole. A batch larger than a suspending subscription's
     /// capacity can never fit and throws ``OpenQError/Code/invalidConfiguration``.
+    @inlinable
     public func publish(
         contentsOf payloads: some Sequence<Payload>,
         headers: [String: String] = [:],
@@ -61,36 +63,15 @@ public struct Topic<Payload: Sendable>: Sendable {
     ) async throws {
         let requests = payloads.map { PublishRequest<any Sendable>(payload: $0, headers: headers, priority: priority) }
         guard !requests.isEmpty else { return }
-        try await publish(requests: requests)
+        try await storage.publish(requests)
     }
 
     /// Publishes without ever waiting, and says what happened.
     ///
     /// Under `suspend` a full topic makes this return ``PublishResult/rejected`` instead of waiting.
+    @inlinable
     public func tryPublish(_ payload: Payload, headers: [String: String] = [:], priority: Int = 0) -> PublishResult {
-        let request = PublishRequest<any Sendable>(payload: payload, headers: headers, priority: priority)
-        return storage.withState { state, now in state.tryPublish(request, now: now) }
-    }
-
-    func publish(requests: [PublishRequest<any Sendable>]) async throws {
-        let decision = storage.withState { state, now in state.publish(requests, now: now) }
-        switch decision {
-        case .accepted:
-            return
-        case .failed(let error):
-            throw error
-        case .mustWait(let id):
-            let storage = self.storage
-            try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                    storage.withState { state, now in
-                        ((), state.suspendPublisher(id, requests: requests, continuation: continuation, now: now))
-                    }
-                }
-            } onCancel: {
-                storage.withState { state, _ in ((), state.cancelPublisher(id)) }
-            }
-        }
+        storage.tryPublish(PublishRequest<any Sendable>(payload: payload, headers: headers, priority: priority))
     }
 
     // MARK: Subscribing

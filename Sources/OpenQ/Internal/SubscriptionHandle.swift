@@ -2,8 +2,9 @@
 ///
 /// An anonymous subscription (from ``Topic/subscribe(startingAt:backlog:prefetch:)``) is removed
 /// when the last handle to it is released, so a stream that is never iterated does not leak.
+@usableFromInline
 final class SubscriptionHandle: Sendable {
-    typealias Payload = TopicStorage.Payload
+    @usableFromInline typealias Payload = TopicStorage.Payload
 
     let storage: TopicStorage
     let id: SubscriptionID
@@ -73,8 +74,9 @@ final class SubscriptionHandle: Sendable {
 /// When it ends (its task is cancelled, the subscription ends, or its iterator is dropped) the
 /// deliveries it holds become visible again at once; those it never handed out get their attempt
 /// back.
+@usableFromInline
 final class ConsumerCursor {
-    typealias Payload = TopicStorage.Payload
+    @usableFromInline typealias Payload = TopicStorage.Payload
 
     let handle: SubscriptionHandle
     let consumer: ConsumerID?
@@ -83,6 +85,7 @@ final class ConsumerCursor {
     private var position = 0
     private var ended = false
 
+    @usableFromInline
     init(handle: SubscriptionHandle, prefetch: Int) {
         self.handle = handle
         self.prefetch = prefetch
@@ -92,6 +95,7 @@ final class ConsumerCursor {
 
     deinit { end() }
 
+    @usableFromInline
     func next(isolation: isolated (any Actor)? = #isolation) async -> HandedMessage<Payload>? {
         if ended { return nil }
         if Task.isCancelled {

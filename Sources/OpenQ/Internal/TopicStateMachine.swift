@@ -258,7 +258,12 @@ struct TopicStateMachine<Payload: Sendable> {
     // MARK: Publishing
 
     /// Assigns identity to the requests and decides whether they can be enqueued now.
-    mutating func publish(_ requests: [PublishRequest<Payload>], now: Duration) -> (PublishDecision, Effects<Payload>) {
+    /// Generic over the collection so that a single publish passes a `CollectionOfOne` and
+    /// allocates nothing; only a publisher that must wait copies its requests into an array.
+    mutating func publish<Requests: Collection<PublishRequest<Payload>>>(
+        _ requests: Requests,
+        now: Duration
+    ) -> (PublishDecision, Effects<Payload>) {
         var effects = Effects<Payload>()
         processDue(now: now, effects: &effects)
         guard lifecycle == .open else { return (.failed(.shutDown("Topic '\(topic)'")), effects) }
@@ -279,7 +284,7 @@ struct TopicStateMachine<Payload: Sendable> {
 
     /// A non-suspending publish: under a `suspend` policy a full topic rejects instead of waiting.
     mutating func tryPublish(_ request: PublishRequest<Payload>, now: Duration) -> (PublishResult, Effects<Payload>) {
-        let (decision, effects) = publish([request], now: now)
+        let (decision, effects) = publish(CollectionOfOne(request), now: now)
         switch decision {
         case .accepted(let result):
             return (result, effects)
@@ -386,8 +391,8 @@ struct TopicStateMachine<Payload: Sendable> {
     }
 
     /// Stamps the requests and routes them to every subscription.
-    private mutating func commit(
-        _ requests: [PublishRequest<Payload>],
+    private mutating func commit<Requests: Collection<PublishRequest<Payload>>>(
+        _ requests: Requests,
         now: Duration,
         effects: inout Effects<Payload>
     ) -> PublishResult {
@@ -1154,14 +1159,16 @@ struct TopicStateMachine<Payload: Sendable> {
 // MARK: - Supporting types
 
 /// What a publish asks for, before the topic stamps it.
+@usableFromInline
 struct PublishRequest<Payload: Sendable>: Sendable {
-    var payload: Payload
-    var headers: [String: String]
-    var priority: Int
-    var delay: Duration
+    @usableFromInline var payload: Payload
+    @usableFromInline var headers: [String: String]
+    @usableFromInline var priority: Int
+    @usableFromInline var delay: Duration
     /// Set when a message keeps its identity (dead-lettering).
-    var id: MessageID?
+    @usableFromInline var id: MessageID?
 
+    @inlinable
     init(
         payload: Payload, headers: [String: String] = [:], priority: Int = 0, delay: Duration = .zero,
         id: MessageID? = nil
@@ -1206,10 +1213,11 @@ enum ReceiveDecision<Payload: Sendable> {
 }
 
 /// A message handed to a consumer, with the receipt tag that settles it.
+@usableFromInline
 struct HandedMessage<Payload: Sendable>: Sendable {
-    var message: Message<Payload>
-    var tag: UInt64
-    var attempt: Int
+    @usableFromInline var message: Message<Payload>
+    @usableFromInline var tag: UInt64
+    @usableFromInline var attempt: Int
 }
 
 /// How a waiting consumer is resumed.

@@ -11,11 +11,12 @@ import Logging
 ///
 /// The public shells (``Topic``, ``Subscription``, ``Delivery``) only forward to this type; the
 /// broker actor is not on this path.
+@usableFromInline
 final class TopicStorage: Sendable {
     /// Inside the broker every payload is an erased `any Sendable`: the core is compiled once,
     /// specialized, in this module. The typed shells box a payload on publish and cast it back on
     /// delivery; `payloadType` says which type the topic carries.
-    typealias Payload = any Sendable
+    @usableFromInline typealias Payload = any Sendable
     typealias StateMachine = TopicStateMachine<Payload>
 
     let name: String
@@ -75,6 +76,47 @@ final class TopicStorage: Sendable {
         effects.resumeAll()
         if !deadLetters.isEmpty { forwardDeadLetters(deadLetters) }
         if let timerRequest { arm(timerRequest) }
+    }
+
+    // MARK: Publishing (non-generic entry points, so the state machine runs specialized)
+
+    /// Publishes one message; waits for room under `suspend`.
+    @usableFromInline
+    func publish(_ request: PublishRequest<Payload>) async throws {
+        let decision = withState { state, now in state.publish(CollectionOfOne(request), now: now) }
+        try await settle(decision) { [request] }
+    }
+
+    /// Publishes a batch atomically; waits for room for all of it under `suspend`.
+    @usableFromInline
+    func publish(_ requests: [PublishRequest<Payload>]) async throws {
+        let decision = withState { state, now in state.publish(requests, now: now) }
+        try await settle(decision) { requests }
+    }
+
+    @usableFromInline
+    func tryPublish(_ request: PublishRequest<Payload>) -> PublishResult {
+        withState { state, now in state.tryPublish(request, now: now) }
+    }
+
+    private func settle(_ decision: PublishDecision, requests: () -> [PublishRequest<Payload>]) async throws {
+        switch decision {
+        case .accepted:
+            return
+        case .failed(let error):
+            throw error
+        case .mustWait(let id):
+            let requests = requests()
+            try await withTaskCancellationHandler {
+                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                    withState { state, now in
+                        ((), state.suspendPublisher(id, requests: requests, continuation: continuation, now: now))
+                    }
+                }
+            } onCancel: {
+                withState { state, _ in ((), state.cancelPublisher(id)) }
+            }
+        }
     }
 
     func statistics() -> TopicStatistics {
