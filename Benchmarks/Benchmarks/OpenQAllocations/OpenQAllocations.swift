@@ -1,0 +1,82 @@
+import Benchmark
+import OpenQ
+
+// Allocation counts of OpenQ's hot paths, checked in CI against the committed thresholds in
+// Benchmarks/Thresholds (`swift package benchmark thresholds check`). Each benchmark runs in one
+// task, so no consumer ever suspends and the counts do not depend on scheduling.
+
+struct Payload: Sendable {
+    var number: Int
+    var label: String
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.mallocCountTotal, .throughput, .wallClock],
+        warmupIterations: 2,
+        scalingFactor: .kilo,
+        maxDuration: .seconds(2),
+        maxIterations: 50,
+        thresholds: [.mallocCountTotal: .init(relative: [.p90: 5.0], absolute: [.p90: 20])]
+    )
+
+    Benchmark("publish then stream, automatic ack") { benchmark in
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil))
+        let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
+        let stream = try topic.subscribe(prefetch: 256)
+        var iterator = stream.makeAsyncIterator()
+        benchmark.startMeasurement()
+        for number in benchmark.scaledIterations {
+            try await topic.publish(Payload(number: number, label: "order"))
+        }
+        for _ in benchmark.scaledIterations {
+            blackHole(await iterator.next())
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("batch publish 256 then stream") { benchmark in
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil))
+        let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
+        let stream = try topic.subscribe(prefetch: 256)
+        var iterator = stream.makeAsyncIterator()
+        let batch = (0..<256).map { Payload(number: $0, label: "order") }
+        benchmark.startMeasurement()
+        for _ in 0..<(benchmark.scaledIterations.count / 256) {
+            try await topic.publish(contentsOf: batch)
+        }
+        for _ in 0..<(benchmark.scaledIterations.count / 256 * 256) {
+            blackHole(await iterator.next())
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("publish, receive 100, ack: manual") { benchmark in
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil))
+        let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
+        let subscription = try topic.subscription("work", acknowledgement: .manual)
+        benchmark.startMeasurement()
+        for number in benchmark.scaledIterations {
+            try await topic.publish(Payload(number: number, label: "order"))
+        }
+        while case let batch = try await subscription.receive(max: 100), !batch.isEmpty {
+            for delivery in batch { try await delivery.ack() }
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("fan-out to 16 subscriptions") { benchmark in
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil))
+        let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
+        let streams = try (0..<16).map { _ in try topic.subscribe(prefetch: 256) }
+        var iterators = streams.map { $0.makeAsyncIterator() }
+        benchmark.startMeasurement()
+        for number in benchmark.scaledIterations {
+            try await topic.publish(Payload(number: number, label: "order"))
+        }
+        for index in iterators.indices {
+            for _ in benchmark.scaledIterations { blackHole(await iterators[index].next()) }
+        }
+        benchmark.stopMeasurement()
+    }
+}

@@ -1,0 +1,38 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// OpenQ's benchmarks: a package of their own, so the root package never builds benchmark code.
+let package = Package(
+    name: "OpenQBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        // Without `name:` the package identity would follow the checkout's folder name.
+        .package(name: "OpenQ", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.1.4"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "OpenQAllocations",
+            dependencies: [
+                .product(name: "OpenQ", package: "OpenQ"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/OpenQAllocations",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "openq-compare",
+            dependencies: [
+                .product(name: "OpenQ", package: "OpenQ"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            path: "Sources/openq-compare"
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,425 @@
+import AsyncAlgorithms
+import NIOCore
+import OpenQ
+import Synchronization
+
+/// One implementation of a scenario: runs `count` messages and returns the elapsed time and how
+/// many deliveries it made (more than `count` for fan-out and redelivery).
+typealias Run = @Sendable (_ count: Int) async throws -> (elapsed: Duration, deliveries: Int)
+
+func benchQueue() -> MessageQueue {
+    MessageQueue(configuration: .init(metricsInterval: nil))
+}
+
+let unboundedEnough = TopicConfiguration(capacity: 10_000, overflow: .suspend, deadLetter: .disabled)
+
+/// Counts to `target` from any number of tasks and signals once when it gets there.
+final class Countdown: Sendable {
+    private let count = Atomic<Int>(0)
+    private let target: Int
+    let done: AsyncStream<Void>
+    private let signal: AsyncStream<Void>.Continuation
+
+    init(_ target: Int) {
+        self.target = target
+        (done, signal) = AsyncStream.makeStream(of: Void.self)
+    }
+
+    func add(_ amount: Int = 1) {
+        if count.add(amount, ordering: .relaxed).newValue == target { signal.yield() }
+    }
+
+    func wait() async {
+        for await _ in done { return }
+    }
+}
+
+enum OneToOne {
+    static let openQ: Run = { count in
+        let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
+        let stream = try topic.subscribe(prefetch: 256)
+        let consumer = Task {
+            var received = 0
+            for await _ in stream {
+                received += 1
+                if received == count { break }
+            }
+        }
+        let start = ContinuousClock.now
+        for number in 0..<count { try await topic.publish(Payload(number)) }
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let openQBatched: Run = { count in
+        let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
+        let stream = try topic.subscribe(prefetch: 256)
+        let consumer = Task {
+            var received = 0
+            for await _ in stream {
+                received += 1
+                if received == count { break }
+            }
+        }
+        let start = ContinuousClock.now
+        for first in stride(from: 0, to: count, by: 256) {
+            try await topic.publish(contentsOf: (first..<min(first + 256, count)).map(Payload.init))
+        }
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let asyncStream: Run = { count in
+        let (stream, continuation) = AsyncStream.makeStream(of: Payload.self)
+        let consumer = Task {
+            var received = 0
+            for await _ in stream { received += 1 }
+            precondition(received == count)
+        }
+        let start = ContinuousClock.now
+        for number in 0..<count { continuation.yield(Payload(number)) }
+        continuation.finish()
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let asyncChannel: Run = { count in
+        let channel = AsyncChannel<Payload>()
+        let consumer = Task {
+            var received = 0
+            for await _ in channel { received += 1 }
+            precondition(received == count)
+        }
+        let start = ContinuousClock.now
+        for number in 0..<count { await channel.send(Payload(number)) }
+        channel.finish()
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let mpscChannel: Run = { count in
+        var channelAndSource = MultiProducerSingleConsumerAsyncChannel.makeChannel(
+            of: Payload.self, backpressureStrategy: .watermark(low: 256, high: 1024))
+        let box = ChannelBox(channelAndSource.takeChannel())
+        var source = consume channelAndSource.source
+        let consumer = Task {
+            var channel = box.take()
+            var received = 0
+            while await channel.next() != nil { received += 1 }
+            precondition(received == count)
+        }
+        let start = ContinuousClock.now
+        for number in 0..<count { try await source.send(Payload(number)) }
+        source.finish()
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let nioProducer: Run = { count in
+        let gate = ProducerGate()
+        let made = NIOAsyncSequenceProducer.makeSequence(
+            elementType: Payload.self,
+            backPressureStrategy: NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark(
+                lowWatermark: 256, highWatermark: 1024),
+            finishOnDeinit: false,
+            delegate: gate
+        )
+        let sequence = made.sequence
+        let source = made.source
+        let consumer = Task {
+            var received = 0
+            for await _ in sequence { received += 1 }
+            precondition(received == count)
+        }
+        let start = ContinuousClock.now
+        for number in 0..<count {
+            if case .stopProducing = source.yield(Payload(number)) { await gate.waitForDemand() }
+        }
+        source.finish()
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let handRolled: Run = { count in
+        let queue = HandRolledQueue<Payload>()
+        let consumer = Task {
+            // Visit every element, as every other consumer here does, so the ceiling is honest.
+            var received = 0
+            var checksum = 0
+            while let batch = await queue.nextBatch() {
+                for payload in batch {
+                    received += 1
+                    checksum &+= payload.number
+                }
+            }
+            precondition(received == count && checksum == (count - 1) * count / 2)
+        }
+        let start = ContinuousClock.now
+        for number in 0..<count { queue.send(Payload(number)) }
+        queue.finish()
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let handRolledBatched: Run = { count in
+        let queue = HandRolledQueue<Payload>()
+        let consumer = Task {
+            // Visit every element, as every other consumer here does, so the ceiling is honest.
+            var received = 0
+            var checksum = 0
+            while let batch = await queue.nextBatch() {
+                for payload in batch {
+                    received += 1
+                    checksum &+= payload.number
+                }
+            }
+            precondition(received == count && checksum == (count - 1) * count / 2)
+        }
+        let start = ContinuousClock.now
+        for first in stride(from: 0, to: count, by: 256) {
+            queue.send(contentsOf: (first..<min(first + 256, count)).map(Payload.init))
+        }
+        queue.finish()
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+}
+
+enum FanOut {
+    static let width = 16
+
+    static let openQ: Run = { count in
+        let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
+        let streams = try (0..<width).map { _ in try topic.subscribe(prefetch: 256) }
+        let consumers = streams.map { stream in
+            Task {
+                var received = 0
+                for await _ in stream {
+                    received += 1
+                    if received == count { break }
+                }
+            }
+        }
+        let start = ContinuousClock.now
+        for number in 0..<count { try await topic.publish(Payload(number)) }
+        for consumer in consumers { await consumer.value }
+        return (ContinuousClock.now - start, count * width)
+    }
+
+    static let asyncStreams: Run = { count in
+        let pairs = (0..<width).map { _ in AsyncStream.makeStream(of: Payload.self) }
+        let consumers = pairs.map { pair in
+            Task {
+                var received = 0
+                for await _ in pair.stream { received += 1 }
+                precondition(received == count)
+            }
+        }
+        let start = ContinuousClock.now
+        for number in 0..<count {
+            let payload = Payload(number)
+            for pair in pairs { pair.continuation.yield(payload) }
+        }
+        for pair in pairs { pair.continuation.finish() }
+        for consumer in consumers { await consumer.value }
+        return (ContinuousClock.now - start, count * width)
+    }
+}
+
+enum WorkQueue {
+    /// 4 producers → 4 competing consumers on one subscription, manual acks.
+    static let openQ: Run = { count in
+        let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
+        let subscription = try topic.subscription("work", acknowledgement: .manual)
+        let countdown = Countdown(count)
+        let consumers = (0..<4).map { _ in
+            Task {
+                for await delivery in subscription.deliveries(prefetch: 64) {
+                    try? await delivery.ack()
+                    countdown.add()
+                }
+            }
+        }
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for producer in 0..<4 {
+                group.addTask {
+                    for number in stride(from: producer, to: count, by: 4) { try await topic.publish(Payload(number)) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        await countdown.wait()
+        let elapsed = ContinuousClock.now - start
+        for consumer in consumers { consumer.cancel() }
+        return (elapsed, count)
+    }
+}
+
+enum AtLeastOnce {
+    /// publish → receive(max: batch) → ack, with the producer and the consumer in their own tasks.
+    static func openQ(batch: Int) -> Run {
+        { count in
+            let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
+            let subscription = try topic.subscription("work", acknowledgement: .manual)
+            let start = ContinuousClock.now
+            let producer = Task {
+                for number in 0..<count { try await topic.publish(Payload(number)) }
+            }
+            var acked = 0
+            while acked < count {
+                for delivery in try await subscription.receive(max: batch, waitingUpTo: .seconds(5)) {
+                    try await delivery.ack()
+                    acked += 1
+                }
+            }
+            try await producer.value
+            return (ContinuousClock.now - start, count)
+        }
+    }
+}
+
+enum Redelivery {
+    /// Each message is nacked once and redelivered at once, then acked: deliveries per second.
+    static let nackAndRedeliver: Run = { count in
+        let topic = try await benchQueue().createTopic(
+            "bench", of: Payload.self,
+            configuration: .init(capacity: count, deadLetter: .disabled, retryBackoff: .immediate))
+        let subscription = try topic.subscription("work", acknowledgement: .manual)
+        try await topic.publish(contentsOf: (0..<count).map(Payload.init))
+        let start = ContinuousClock.now
+        var deliveries = 0
+        var acked = 0
+        while acked < count {
+            for delivery in try await subscription.receive(max: 100) {
+                deliveries += 1
+                if delivery.attempt == 1 {
+                    try await delivery.nack(retryAfter: .zero)
+                } else {
+                    try await delivery.ack()
+                    acked += 1
+                }
+            }
+        }
+        return (ContinuousClock.now - start, deliveries)
+    }
+
+    /// Each message is rejected into the dead-letter topic: messages dead-lettered per second.
+    static let deadLetter: Run = { count in
+        let queue = benchQueue()
+        let topic = try await queue.createTopic(
+            "bench", of: Payload.self,
+            configuration: .init(capacity: count, deadLetter: .after(deliveries: 1, capacity: count)))
+        let subscription = try topic.subscription("work", acknowledgement: .manual)
+        try await topic.publish(contentsOf: (0..<count).map(Payload.init))
+        let start = ContinuousClock.now
+        var rejected = 0
+        while rejected < count {
+            for delivery in try await subscription.receive(max: 100) {
+                try await delivery.reject(reason: "benchmark")
+                rejected += 1
+            }
+        }
+        return (ContinuousClock.now - start, count)
+    }
+}
+
+enum Scale {
+    static let topicCount = 10_000
+
+    /// 10 000 topics with one subscriber each; one producer publishes round-robin across them.
+    static let manyTopics: Run = { count in
+        let queue = benchQueue()
+        var topics: [Topic<Payload>] = []
+        var consumers: [Task<Void, Never>] = []
+        let perTopic = max(count / topicCount, 1)
+        for index in 0..<topicCount {
+            let topic = try await queue.createTopic("t\(index)", of: Payload.self, configuration: unboundedEnough)
+            let stream = try topic.subscribe(prefetch: 64)
+            consumers.append(
+                Task {
+                    var received = 0
+                    for await _ in stream {
+                        received += 1
+                        if received == perTopic { break }
+                    }
+                })
+            topics.append(topic)
+        }
+        let start = ContinuousClock.now
+        for round in 0..<perTopic {
+            for topic in topics { try await topic.publish(Payload(round)) }
+        }
+        for consumer in consumers { await consumer.value }
+        return (ContinuousClock.now - start, perTopic * topicCount)
+    }
+
+    static let manyAsyncStreams: Run = { count in
+        let perTopic = max(count / topicCount, 1)
+        let pairs = (0..<topicCount).map { _ in AsyncStream.makeStream(of: Payload.self) }
+        let consumers = pairs.map { pair in
+            Task {
+                var received = 0
+                for await _ in pair.stream { received += 1 }
+                precondition(received == perTopic)
+            }
+        }
+        let start = ContinuousClock.now
+        for round in 0..<perTopic {
+            for pair in pairs { pair.continuation.yield(Payload(round)) }
+        }
+        for pair in pairs { pair.continuation.finish() }
+        for consumer in consumers { await consumer.value }
+        return (ContinuousClock.now - start, perTopic * topicCount)
+    }
+
+    /// `producers` producers, each on its own topic with its own consumer.
+    static func parallelTopics(_ producers: Int) -> Run {
+        { count in
+            let queue = benchQueue()
+            let perProducer = count / producers
+            var topics: [Topic<Payload>] = []
+            var consumers: [Task<Void, Never>] = []
+            for index in 0..<producers {
+                let topic = try await queue.createTopic("p\(index)", of: Payload.self, configuration: unboundedEnough)
+                let stream = try topic.subscribe(prefetch: 256)
+                consumers.append(
+                    Task {
+                        var received = 0
+                        for await _ in stream {
+                            received += 1
+                            if received == perProducer { break }
+                        }
+                    })
+                topics.append(topic)
+            }
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for topic in topics {
+                    group.addTask {
+                        for first in stride(from: 0, to: perProducer, by: 64) {
+                            try await topic.publish(
+                                contentsOf: (first..<min(first + 64, perProducer)).map(Payload.init))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for consumer in consumers { await consumer.value }
+            return (ContinuousClock.now - start, perProducer * producers)
+        }
+    }
+}
+
+/// Hands the `~Copyable` MPSC channel to its consumer task.
+final class ChannelBox: @unchecked Sendable {
+    private var channel: MultiProducerSingleConsumerAsyncChannel<Payload, Never>?
+
+    init(_ channel: consuming MultiProducerSingleConsumerAsyncChannel<Payload, Never>) {
+        self.channel = consume channel
+    }
+
+    func take() -> MultiProducerSingleConsumerAsyncChannel<Payload, Never> {
+        channel.take()!
+    }
+}

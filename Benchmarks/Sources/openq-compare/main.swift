@@ -1,0 +1,264 @@
+import Foundation
+import OpenQ
+
+// openq-compare: OpenQ side by side with AsyncStream, the best async channels and a hand-rolled
+// ceiling, alternating A B A B in one process. Release builds only:
+//   swift run -c release --package-path Benchmarks openq-compare [--messages N] [--rounds R] [--only TEXT] [--json]
+
+#if DEBUG
+    FileHandle.standardError.write(Data("openq-compare measures release builds only: add -c release.\n".utf8))
+    exit(2)
+#endif
+
+struct Options {
+    var messages = 1_000_000
+    var rounds = 5
+    var json = false
+    var only: String?
+    var memoryProbe: String?
+    var openQOnly = false
+
+    init(_ arguments: [String]) throws {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--messages": messages = try Self.int(iterator.next(), argument)
+            case "--rounds": rounds = try Self.int(iterator.next(), argument)
+            case "--json": json = true
+            case "--only": only = iterator.next()
+            case "--memory-probe": memoryProbe = iterator.next()
+            case "--openq-only": openQOnly = true
+            case "--help", "-h":
+                print(
+                    "usage: openq-compare [--messages N (1000000)] [--rounds R (5)] [--only TEXT] [--openq-only] [--json]"
+                )
+                exit(0)
+            default: throw CompareError("unknown argument \(argument); see --help")
+            }
+        }
+    }
+
+    static func int(_ value: String?, _ name: String) throws -> Int {
+        guard let value, let number = Int(value), number > 0 else {
+            throw CompareError("\(name) needs a positive number")
+        }
+        return number
+    }
+}
+
+/// One line of the table: OpenQ's samples beside a peer's.
+struct Row: Encodable {
+    var scenario: String
+    var unit: String
+    var higherIsBetter: Bool
+    var peer: String
+    var openQ: [Double]
+    var peerSamples: [Double]
+
+    var openQMedian: Double { median(openQ) }
+    var peerMedian: Double { median(peerSamples) }
+    /// How many times better OpenQ is (> 1 is better, whichever way the unit points).
+    var advantage: Double {
+        guard peerMedian > 0, openQMedian > 0 else { return .nan }
+        return higherIsBetter ? openQMedian / peerMedian : peerMedian / openQMedian
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case scenario, unit, peer, openQ, peerSamples, openQMedian, peerMedian, advantage
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(scenario, forKey: .scenario)
+        try container.encode(unit, forKey: .unit)
+        try container.encode(peer, forKey: .peer)
+        try container.encode(openQ, forKey: .openQ)
+        try container.encode(peerSamples, forKey: .peerSamples)
+        try container.encode(openQMedian, forKey: .openQMedian)
+        try container.encode(peerMedian, forKey: .peerMedian)
+        try container.encode(advantage.isNaN ? 0 : advantage, forKey: .advantage)
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    guard !values.isEmpty else { return 0 }
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1
+        ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+func log(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+func rate(_ result: (elapsed: Duration, deliveries: Int)) -> Double {
+    Double(result.deliveries) / result.elapsed.seconds
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) * 1e-18
+    }
+}
+
+/// Runs OpenQ and its peers alternately, `rounds` times, and makes one row per peer.
+func compare(
+    _ scenario: String,
+    count: Int,
+    rounds: Int,
+    unit: String = "msgs/s",
+    openQ: Run,
+    peers: [(String, Run)]
+) async throws -> [Row] {
+    var openQSamples: [Double] = []
+    let peers = options.openQOnly ? [] : peers
+    var peerSamples = Array(repeating: [Double](), count: peers.count)
+    for round in 1...rounds {
+        openQSamples.append(rate(try await openQ(count)))
+        for (index, peer) in peers.enumerated() {
+            peerSamples[index].append(rate(try await peer.1(count)))
+        }
+        log("  \(scenario): round \(round)/\(rounds)")
+    }
+    if peers.isEmpty {
+        return [
+            Row(scenario: scenario, unit: unit, higherIsBetter: true, peer: "–", openQ: openQSamples, peerSamples: [])
+        ]
+    }
+    return peers.indices.map { index in
+        Row(
+            scenario: scenario, unit: unit, higherIsBetter: true, peer: peers[index].0, openQ: openQSamples,
+            peerSamples: peerSamples[index])
+    }
+}
+
+func format(_ value: Double, unit: String) -> String {
+    if unit.hasSuffix("/s") {
+        return value >= 1_000_000
+            ? String(format: "%.2f M", value / 1_000_000) : String(format: "%.0f k", value / 1_000)
+    }
+    return String(format: "%.1f", value)
+}
+
+func table(_ rows: [Row]) -> String {
+    var lines = [
+        ["scenario", "unit", "OpenQ median", "peer", "peer median", "OpenQ ×", "OpenQ min–max", "peer min–max"]
+    ]
+    for row in rows {
+        let range = { (values: [Double]) in
+            values.isEmpty ? "–" : "\(format(values.min()!, unit: row.unit))–\(format(values.max()!, unit: row.unit))"
+        }
+        lines.append([
+            row.scenario, row.unit, format(row.openQMedian, unit: row.unit), row.peer,
+            row.peerSamples.isEmpty ? "–" : format(row.peerMedian, unit: row.unit),
+            row.advantage.isNaN ? "–" : String(format: "%.2f", row.advantage), range(row.openQ), range(row.peerSamples),
+        ])
+    }
+    let widths = lines[0].indices.map { column in lines.map { $0[column].count }.max()! }
+    return lines.enumerated().map { index, line in
+        let text = line.indices.map { column in
+            column == 0 || column == 1 || column == 3
+                ? line[column].padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[column] - line[column].count) + line[column]
+        }.joined(separator: " | ")
+        return index == 0 ? text + "\n" + String(repeating: "-", count: text.count) : text
+    }.joined(separator: "\n")
+}
+
+let options = try Options(CommandLine.arguments)
+if let probe = options.memoryProbe {
+    try await Memory.probe(probe, count: options.messages)
+    exit(0)
+}
+
+let n = options.messages
+let rounds = options.rounds
+func wanted(_ scenario: String) -> Bool { options.only.map { scenario.contains($0) } ?? true }
+var rows: [Row] = []
+log("openq-compare: \(n) messages, \(rounds) rounds, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+
+if wanted("1→1") {
+    rows += try await compare(
+        "1→1 per message", count: n, rounds: rounds, openQ: OneToOne.openQ,
+        peers: [
+            ("AsyncStream", OneToOne.asyncStream), ("AsyncChannel", OneToOne.asyncChannel),
+            ("MPSC channel", OneToOne.mpscChannel), ("NIOAsyncSequenceProducer", OneToOne.nioProducer),
+            ("hand-rolled Mutex+Deque", OneToOne.handRolled),
+        ])
+    rows += try await compare(
+        "1→1 batches of 256", count: n, rounds: rounds, openQ: OneToOne.openQBatched,
+        peers: [("hand-rolled, batches of 256", OneToOne.handRolledBatched)])
+}
+if wanted("fan-out") {
+    rows += try await compare(
+        "1→16 fan-out", count: max(n / 4, 1), rounds: rounds, unit: "deliveries/s", openQ: FanOut.openQ,
+        peers: [("16 AsyncStreams", FanOut.asyncStreams)])
+}
+if wanted("4→4") {
+    rows += try await compare(
+        "4→4 competing, manual ack", count: n, rounds: rounds, openQ: WorkQueue.openQ,
+        peers: [("OpenQ 1→1 automatic", OneToOne.openQ)])
+}
+if wanted("ack") {
+    for batch in [1, 10, 100] {
+        rows += try await compare(
+            "publish→receive→ack, batch \(batch)", count: max(n / 4, 1), rounds: rounds,
+            openQ: AtLeastOnce.openQ(batch: batch), peers: [("OpenQ 1→1 automatic", OneToOne.openQ)])
+    }
+}
+if wanted("redeliver") {
+    rows += try await compare(
+        "nack + redeliver", count: max(n / 4, 1), rounds: rounds, unit: "deliveries/s",
+        openQ: Redelivery.nackAndRedeliver, peers: [])
+    rows += try await compare(
+        "reject → dead-letter", count: max(n / 4, 1), rounds: rounds, openQ: Redelivery.deadLetter, peers: [])
+}
+if wanted("latency") {
+    let count = min(max(n / 5, 1_000), 200_000)
+    for (label, offered) in [("latency at 100k msgs/s", Optional(100_000)), ("latency at saturation", nil)] {
+        var openQ: [LatencyResult] = []
+        var stream: [LatencyResult] = []
+        for round in 1...rounds {
+            openQ.append(try await Latency.openQ(count: count, rate: offered))
+            stream.append(await Latency.asyncStream(count: count, rate: offered))
+            log("  \(label): round \(round)/\(rounds)")
+        }
+        for (name, path) in [("p50", \LatencyResult.p50), ("p99", \LatencyResult.p99), ("p999", \LatencyResult.p999)] {
+            rows.append(
+                Row(
+                    scenario: "\(label), \(name)", unit: "µs", higherIsBetter: false, peer: "AsyncStream",
+                    openQ: openQ.map { $0[keyPath: path] }, peerSamples: stream.map { $0[keyPath: path] }))
+        }
+    }
+}
+if wanted("memory") {
+    let count = max(n, 100_000)
+    var openQ: [Double] = []
+    var stream: [Double] = []
+    for round in 1...max(rounds / 2, 1) {
+        openQ.append(try Memory.measure("openq", count: count))
+        stream.append(try Memory.measure("asyncstream", count: count))
+        log("  memory: round \(round)")
+    }
+    rows.append(
+        Row(
+            scenario: "memory, \(count) messages held", unit: "bytes/msg", higherIsBetter: false, peer: "AsyncStream",
+            openQ: openQ, peerSamples: stream))
+}
+if wanted("scale") {
+    rows += try await compare(
+        "10k topics, 1 subscriber each", count: max(n, Scale.topicCount), rounds: max(rounds / 2, 1),
+        openQ: Scale.manyTopics, peers: [("10k AsyncStreams", Scale.manyAsyncStreams)])
+    rows += try await compare(
+        "2 producers on 2 topics (batches of 64)", count: n, rounds: rounds, openQ: Scale.parallelTopics(2),
+        peers: [("OpenQ, 1 producer on 1 topic", Scale.parallelTopics(1))])
+}
+
+if options.json {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+} else {
+    print(table(rows))
+}
