@@ -20,7 +20,7 @@ let benchmarks: @Sendable () -> Void = {
         thresholds: [.mallocCountTotal: .init(relative: [.p90: 5.0], absolute: [.p90: 20])]
     )
 
-    Benchmark("publish then stream, automatic ack") { benchmark in
+    Benchmark("PublishThenStreamAutomaticAck") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
         let stream = try topic.subscribe(prefetch: 256)
@@ -35,7 +35,7 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
     }
 
-    Benchmark("batch publish 256 then stream") { benchmark in
+    Benchmark("BatchPublish256ThenStream") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
         let stream = try topic.subscribe(prefetch: 256)
@@ -51,7 +51,7 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
     }
 
-    Benchmark("publish, receive 100, ack: manual") { benchmark in
+    Benchmark("PublishReceive100AckManual") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
         let subscription = try topic.subscription("work", acknowledgement: .manual)
@@ -65,7 +65,7 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
     }
 
-    Benchmark("fan-out to 16 subscriptions") { benchmark in
+    Benchmark("FanOutTo16Subscriptions") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
         let streams = try (0..<16).map { _ in try topic.subscribe(prefetch: 256) }
