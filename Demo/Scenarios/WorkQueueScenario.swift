@@ -21,7 +21,7 @@ enum WorkQueueScenario {
         let transientFailures = Collected(0)
         let consumers = (1...max(options.consumers, 1)).map { worker in
             Task {
-                var random = SeededRandom(seed: options.seed &+ UInt64(worker))
+                var random = SplitMix64(seed: options.seed &+ UInt64(worker))
                 for await delivery in workers.deliveries(prefetch: 8) {
                     // About 2 % of first attempts fail transiently (seeded by --seed): nack, retry at once.
                     if delivery.attempt == 1, random.next() % 50 == 0 {
@@ -66,20 +66,5 @@ enum WorkQueueScenario {
         outcome.checkAccounting()
         _ = await queue.shutdown(gracePeriod: .seconds(1))
         return outcome
-    }
-}
-
-/// A small seeded generator (SplitMix64), so `--seed` reproduces a run's failures.
-struct SeededRandom {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

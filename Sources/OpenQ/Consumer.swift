@@ -149,17 +149,9 @@ extension Topic {
             handle = try subscription(name, acknowledgement: acknowledgement).handle
             subscriptionName = name
         } else {
-            let configuration = SubscriptionConfiguration(acknowledgement: acknowledgement)
-            try configuration.validate()
-            subscriptionName = "subscriber-\(MessageID.allocate())"
-            let id = try storage.withState { state, now in
-                (
-                    state.addSubscription(
-                        name: subscriptionName, configuration: configuration, isAnonymous: true, now: now),
-                    Effects()
-                )
-            }.get()
-            handle = SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true)
+            handle = try .anonymous(
+                on: storage, configuration: SubscriptionConfiguration(acknowledgement: acknowledgement))
+            subscriptionName = handle.name ?? ""
         }
         return Consumer(
             handle: handle,

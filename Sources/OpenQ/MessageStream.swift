@@ -12,9 +12,7 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
     @usableFromInline let prefetch: Int
 
     /// The generated name of the underlying subscription, as it appears in statistics.
-    public var subscriptionName: String {
-        handle.storage.state.withLock { $0.subscription(handle.id)?.name } ?? ""
-    }
+    public var subscriptionName: String { handle.name ?? "" }
 
     @inlinable
     public func makeAsyncIterator() -> AsyncIterator {

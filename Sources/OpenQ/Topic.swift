@@ -91,15 +91,9 @@ public struct Topic<Payload: Sendable>: Sendable {
         backlog: BacklogLimit? = nil,
         prefetch: Int = 256
     ) throws -> MessageStream<Payload> {
-        let configuration = SubscriptionConfiguration(acknowledgement: .automatic, start: start, backlog: backlog)
-        try configuration.validate()
         try validatePrefetch(prefetch)
-        let name = "subscriber-\(MessageID.allocate())"
-        let id = try storage.withState { state, now in
-            (state.addSubscription(name: name, configuration: configuration, isAnonymous: true, now: now), Effects())
-        }.get()
-        return MessageStream(
-            handle: SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true), prefetch: prefetch)
+        let configuration = SubscriptionConfiguration(acknowledgement: .automatic, start: start, backlog: backlog)
+        return MessageStream(handle: try .anonymous(on: storage, configuration: configuration), prefetch: prefetch)
     }
 
     /// Creates the named subscription, or returns it if it exists with the same configuration.

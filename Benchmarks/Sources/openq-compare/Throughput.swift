@@ -34,17 +34,37 @@ final class Countdown: Sendable {
     }
 }
 
+/// A consumer task that reads `count` messages of an OpenQ stream.
+func read(_ count: Int, from stream: MessageStream<Payload>) -> Task<Void, Never> {
+    Task {
+        var received = 0
+        for await _ in stream {
+            received += 1
+            if received == count { break }
+        }
+    }
+}
+
+/// The hand-rolled queue's consumer. It visits every element, as every other consumer here does,
+/// so that the ceiling is honest.
+func drain(_ queue: HandRolledQueue<Payload>, expecting count: Int) -> Task<Void, Never> {
+    Task {
+        var received = 0
+        var checksum = 0
+        while let batch = await queue.nextBatch() {
+            for payload in batch {
+                received += 1
+                checksum &+= payload.number
+            }
+        }
+        precondition(received == count && checksum == (count - 1) * count / 2)
+    }
+}
+
 enum OneToOne {
     static let openQ: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-        let stream = try topic.subscribe(prefetch: 256)
-        let consumer = Task {
-            var received = 0
-            for await _ in stream {
-                received += 1
-                if received == count { break }
-            }
-        }
+        let consumer = read(count, from: try topic.subscribe(prefetch: 256))
         let start = ContinuousClock.now
         for number in 0..<count { try await topic.publish(Payload(number)) }
         await consumer.value
@@ -53,14 +73,7 @@ enum OneToOne {
 
     static let openQBatched: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-        let stream = try topic.subscribe(prefetch: 256)
-        let consumer = Task {
-            var received = 0
-            for await _ in stream {
-                received += 1
-                if received == count { break }
-            }
-        }
+        let consumer = read(count, from: try topic.subscribe(prefetch: 256))
         let start = ContinuousClock.now
         for first in stride(from: 0, to: count, by: 256) {
             try await topic.publish(contentsOf: (first..<min(first + 256, count)).map(Payload.init))
@@ -142,18 +155,7 @@ enum OneToOne {
 
     static let handRolled: Run = { count in
         let queue = HandRolledQueue<Payload>()
-        let consumer = Task {
-            // Visit every element, as every other consumer here does, so the ceiling is honest.
-            var received = 0
-            var checksum = 0
-            while let batch = await queue.nextBatch() {
-                for payload in batch {
-                    received += 1
-                    checksum &+= payload.number
-                }
-            }
-            precondition(received == count && checksum == (count - 1) * count / 2)
-        }
+        let consumer = drain(queue, expecting: count)
         let start = ContinuousClock.now
         for number in 0..<count { queue.send(Payload(number)) }
         queue.finish()
@@ -163,18 +165,7 @@ enum OneToOne {
 
     static let handRolledBatched: Run = { count in
         let queue = HandRolledQueue<Payload>()
-        let consumer = Task {
-            // Visit every element, as every other consumer here does, so the ceiling is honest.
-            var received = 0
-            var checksum = 0
-            while let batch = await queue.nextBatch() {
-                for payload in batch {
-                    received += 1
-                    checksum &+= payload.number
-                }
-            }
-            precondition(received == count && checksum == (count - 1) * count / 2)
-        }
+        let consumer = drain(queue, expecting: count)
         let start = ContinuousClock.now
         for first in stride(from: 0, to: count, by: 256) {
             queue.send(contentsOf: (first..<min(first + 256, count)).map(Payload.init))

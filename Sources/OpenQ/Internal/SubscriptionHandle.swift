@@ -20,6 +20,21 @@ final class SubscriptionHandle: Sendable {
         if removeWhenReleased { remove() }
     }
 
+    /// A new anonymous subscription with a generated name, removed when its last handle goes.
+    static func anonymous(on storage: TopicStorage, configuration: SubscriptionConfiguration) throws
+        -> SubscriptionHandle
+    {
+        try configuration.validate()
+        let name = "subscriber-\(MessageID.allocate())"
+        let id = try storage.withState { state, now in
+            (state.addSubscription(name: name, configuration: configuration, isAnonymous: true, now: now), Effects())
+        }.get()
+        return SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true)
+    }
+
+    /// The subscription's name, or `nil` once it was removed.
+    var name: String? { storage.state.withLock { $0.subscription(id)?.name } }
+
     func remove() {
         storage.withState { state, now in ((), state.removeSubscription(id, now: now)) }
     }

@@ -94,11 +94,17 @@ struct TopicStateMachine<Payload: Sendable> {
             return ready.popFirst()
         }
 
-        /// Removes every message, waiting, scheduled and in flight; returns how many.
-        mutating func purgeAll() -> Int {
-            var removed = retries.count + ready.removeAll() + scheduled.count
+        /// Removes the messages that wait (visible or scheduled); returns how many.
+        mutating func purgeWaiting() -> Int {
+            let removed = retries.count + ready.removeAll() + scheduled.count
             retries.removeAll()
             scheduled.removeAll()
+            return removed
+        }
+
+        /// Removes every message, waiting, scheduled and in flight; returns how many.
+        mutating func purgeAll() -> Int {
+            var removed = purgeWaiting()
             for tag in inFlight.keys { recordFate(.purged, tag: tag) }
             removed += inFlight.count
             inFlight.removeAll()
@@ -513,10 +519,7 @@ struct TopicStateMachine<Payload: Sendable> {
         var effects = Effects<Payload>()
         guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
         var subscription = subscriptions[index]
-        let purged = subscription.retries.count + subscription.ready.removeAll() + subscription.scheduled.count
-        subscription.retries.removeAll()
-        subscription.scheduled.removeAll()
-        subscription.counters.purged += purged
+        subscription.counters.purged += subscription.purgeWaiting()
         let before = subscription.counters.routed
         replay(into: &subscription, from: position, now: now)
         subscriptions[index] = subscription
@@ -1281,13 +1284,14 @@ struct Effects<Payload: Sendable> {
     }
 }
 
-/// A small, seedable generator for backoff jitter, so tests are deterministic.
-struct SplitMix64 {
+/// A small, seedable generator for backoff jitter, so tests are deterministic; the demo uses it
+/// for its seeded failures.
+package struct SplitMix64 {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    package init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
