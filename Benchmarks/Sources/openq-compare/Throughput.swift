@@ -326,15 +326,7 @@ enum Scale {
         let perTopic = max(count / topicCount, 1)
         for index in 0..<topicCount {
             let topic = try await queue.createTopic("t\(index)", of: Payload.self, configuration: unboundedEnough)
-            let stream = try topic.subscribe(prefetch: 64)
-            consumers.append(
-                Task {
-                    var received = 0
-                    for await _ in stream {
-                        received += 1
-                        if received == perTopic { break }
-                    }
-                })
+            consumers.append(read(perTopic, from: try topic.subscribe(prefetch: 64)))
             topics.append(topic)
         }
         let start = ContinuousClock.now
@@ -373,15 +365,7 @@ enum Scale {
             var consumers: [Task<Void, Never>] = []
             for index in 0..<producers {
                 let topic = try await queue.createTopic("p\(index)", of: Payload.self, configuration: unboundedEnough)
-                let stream = try topic.subscribe(prefetch: 256)
-                consumers.append(
-                    Task {
-                        var received = 0
-                        for await _ in stream {
-                            received += 1
-                            if received == perProducer { break }
-                        }
-                    })
+                consumers.append(read(perProducer, from: try topic.subscribe(prefetch: 256)))
                 topics.append(topic)
             }
             let start = ContinuousClock.now
