@@ -25,12 +25,25 @@ struct TopicStateMachine<Payload: Sendable> {
 
     // MARK: Nested types
 
-    /// One message as held by one subscription.
+    /// One message as held by one subscription. The message itself is shared by every
+    /// subscription that holds it (fan-out copies a reference, not the message).
     struct Pending {
-        var message: Message<Payload>
+        var stored: StoredMessage<Payload>
         /// Deliveries made so far.
         var attempts: Int
         var lastError: String?
+
+        var message: Message<Payload> { stored.message }
+
+        init(stored: StoredMessage<Payload>, attempts: Int, lastError: String?) {
+            self.stored = stored
+            self.attempts = attempts
+            self.lastError = lastError
+        }
+
+        init(message: Message<Payload>, attempts: Int, lastError: String?) {
+            self.init(stored: StoredMessage(message), attempts: attempts, lastError: lastError)
+        }
     }
 
     struct InFlight {
@@ -423,8 +436,9 @@ struct TopicStateMachine<Payload: Sendable> {
                 continue
             }
             let visibleAt = request.delay > .zero ? now + request.delay : nil
+            let stored = StoredMessage(message)
             for index in subscriptions.indices {
-                let pending = Pending(message: message, attempts: 0, lastError: nil)
+                let pending = Pending(stored: stored, attempts: 0, lastError: nil)
                 if !route(pending, into: index, visibleAt: visibleAt, now: now, effects: &effects) {
                     result = .dropped
                 }
@@ -638,7 +652,7 @@ struct TopicStateMachine<Payload: Sendable> {
             }
         } else {
             for handed in unhanded {
-                returned.append(Pending(message: handed.message, attempts: handed.attempt - 1, lastError: nil))
+                returned.append(Pending(stored: handed.stored, attempts: handed.attempt - 1, lastError: nil))
             }
             subscriptions[index].counters.acked -= unhanded.count
             subscriptions[index].counters.delivered -= unhanded.count
@@ -676,10 +690,10 @@ struct TopicStateMachine<Payload: Sendable> {
                     deadline: deadline
                 )
                 pushDeadline(at: deadline, .visibility(subscriptionID, tag: tag), effects: &effects)
-                batch.append(HandedMessage(message: pending.message, tag: tag, attempt: pending.attempts))
+                batch.append(HandedMessage(stored: pending.stored, tag: tag, attempt: pending.attempts))
             } else {
                 subscriptions[index].counters.acked += 1
-                batch.append(HandedMessage(message: pending.message, tag: 0, attempt: pending.attempts))
+                batch.append(HandedMessage(stored: pending.stored, tag: 0, attempt: pending.attempts))
             }
         }
         if !tracks, !batch.isEmpty { serveBlockedPublishers(now: now, effects: &effects) }
@@ -1218,9 +1232,33 @@ enum ReceiveDecision<Payload: Sendable> {
 /// A message handed to a consumer, with the receipt tag that settles it.
 @usableFromInline
 struct HandedMessage<Payload: Sendable>: Sendable {
-    @usableFromInline var message: Message<Payload>
+    @usableFromInline var stored: StoredMessage<Payload>
     @usableFromInline var tag: UInt64
     @usableFromInline var attempt: Int
+
+    @inlinable
+    var message: Message<Payload> { stored.message }
+
+    init(stored: StoredMessage<Payload>, tag: UInt64, attempt: Int) {
+        self.stored = stored
+        self.tag = tag
+        self.attempt = attempt
+    }
+
+    init(message: Message<Payload>, tag: UInt64, attempt: Int) {
+        self.init(stored: StoredMessage(message), tag: tag, attempt: attempt)
+    }
+}
+
+/// A published message, stored once and shared by every subscription and delivery that holds
+/// it. Immutable: dead-lettering makes a new message with its own headers.
+@usableFromInline
+final class StoredMessage<Payload: Sendable>: Sendable {
+    @usableFromInline let message: Message<Payload>
+
+    init(_ message: Message<Payload>) {
+        self.message = message
+    }
 }
 
 /// How a waiting consumer is resumed.
