@@ -14,7 +14,6 @@ struct Machine {
             topic: "orders",
             configuration: configuration,
             epoch: Date(timeIntervalSince1970: 1_000_000),
-            hasDeadLetterTopic: configuration.deadLetter.maxDeliveries != nil,
             seed: 42
         )
     }

@@ -8,8 +8,6 @@ struct ReadyQueue<Element> {
     private var levels: [(priority: Int, items: Deque<Element>)] = []
     private(set) var count = 0
 
-    var isEmpty: Bool { count == 0 }
-
     mutating func append(_ element: Element, priority: Int) {
         count += 1
         if !levels.isEmpty, levels[0].priority == priority {

@@ -163,7 +163,6 @@ struct TopicStateMachine<Payload: Sendable> {
     let topic: String
     let configuration: TopicConfiguration
     let epoch: Date
-    var hasDeadLetterTopic: Bool
 
     private(set) var subscriptions: [Subscription] = []
     private var nextSubscriptionID: SubscriptionID = 1
@@ -186,11 +185,10 @@ struct TopicStateMachine<Payload: Sendable> {
     /// Counters of removed subscriptions, so topic totals still add up.
     private var removedCounters = SubscriptionCounters()
 
-    init(topic: String, configuration: TopicConfiguration, epoch: Date, hasDeadLetterTopic: Bool, seed: UInt64) {
+    init(topic: String, configuration: TopicConfiguration, epoch: Date, seed: UInt64) {
         self.topic = topic
         self.configuration = configuration
         self.epoch = epoch
-        self.hasDeadLetterTopic = hasDeadLetterTopic
         self.random = SplitMix64(seed: seed)
     }
 
@@ -256,14 +254,9 @@ struct TopicStateMachine<Payload: Sendable> {
         for waiter in subscription.waiters {
             effects.resume(waiter.continuation, with: .finished)
         }
-        markPendingWaitersCancelled(subscription.waiters.map(\.id))
         removedCounters.add(subscription.counters)
         serveBlockedPublishers(now: now, effects: &effects)
         return effects
-    }
-
-    private mutating func markPendingWaitersCancelled(_ ids: [UInt64]) {
-        for id in ids where pendingWaiters[id] != nil { pendingWaiters[id] = true }
     }
 
     mutating func registerConsumer(_ subscriptionID: SubscriptionID) -> ConsumerID? {
@@ -956,8 +949,6 @@ struct TopicStateMachine<Payload: Sendable> {
         }
     }
 
-    var nextDeadline: Duration? { deadlines.min?.at }
-
     /// The timer fired: process what is due and ask for the next wake-up.
     mutating func timerFired(generation: UInt64, now: Duration) -> Effects<Payload> {
         var effects = Effects<Payload>()
@@ -1300,14 +1291,6 @@ struct Effects<Payload: Sendable> {
 
     mutating func resumePublisher(_ continuation: UnsafeContinuation<Void, any Error>, with error: (any Error)?) {
         publishers.append((continuation, error))
-    }
-
-    mutating func merge(_ other: Effects<Payload>) {
-        if let first = other.firstResumption { resume(first.0, with: first.1) }
-        for resumption in other.moreResumptions { resume(resumption.0, with: resumption.1) }
-        publishers += other.publishers
-        deadLetters += other.deadLetters
-        if let timer = other.armTimer, armTimer.map({ timer.generation > $0.generation }) ?? true { armTimer = timer }
     }
 
     /// Resumes every continuation. Call only after the lock is released.

@@ -49,7 +49,6 @@ final class TopicStorage: Sendable {
                 topic: name,
                 configuration: configuration,
                 epoch: clock.epoch,
-                hasDeadLetterTopic: deadLetterTarget != nil,
                 seed: seed
             )
         )
