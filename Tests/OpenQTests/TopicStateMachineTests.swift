@@ -596,3 +596,43 @@ struct StateMachineReplayTests {
         #expect(throws: Never.self) { try machine.subscribe("s", .manual(visibilityTimeout: .seconds(5))) }
     }
 }
+
+@Suite("Topic state machine: shutdown waiters")
+struct StateMachineShutdownTests {
+    @Test func idleWaiter_cancelledBeforeItIsStored_isResumedAtOnce() async throws {
+        var machine = Machine()
+        try machine.subscribe("s")
+        machine.publish([1])  // a waiting message: the topic is not idle
+        _ = machine.state.beginShutdown()
+        // The cancellation handler runs first, before the waiter is stored.
+        let early = machine.state.cancelIdleWaiter(7)
+        #expect(early == nil)
+        var storedForever = false
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            if machine.state.addIdleWaiter(7, continuation) {
+                continuation.resume()
+            } else {
+                storedForever = true
+                machine.state.cancelIdleWaiter(7)?.resume()  // keep the test from hanging
+            }
+        }
+        #expect(!storedForever, "a waiter cancelled before it was stored must not wait")
+    }
+
+    @Test func idleWaiter_cancelledAfterItIsStored_isHandedBack() async throws {
+        var machine = Machine()
+        try machine.subscribe("s")
+        machine.publish([1])
+        _ = machine.state.beginShutdown()
+        var handedBack = false
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let resumeNow = machine.state.addIdleWaiter(8, continuation)
+            #expect(!resumeNow, "not idle: the waiter is stored")
+            if let stored = machine.state.cancelIdleWaiter(8) {
+                handedBack = true
+                stored.resume()
+            }
+        }
+        #expect(handedBack)
+    }
+}

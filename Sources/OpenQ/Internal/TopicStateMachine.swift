@@ -1094,16 +1094,24 @@ struct TopicStateMachine<Payload: Sendable> {
     var isIdle: Bool { subscriptions.allSatisfy { $0.visibleCount == 0 && $0.inFlight.isEmpty } }
 
     private var idleWaiters: [UInt64: UnsafeContinuation<Void, Never>] = [:]
+    /// Shutdown waiters cancelled before they were stored (the cancellation handler can run
+    /// first); `addIdleWaiter` must then resume at once instead of waiting forever.
+    private var cancelledIdleWaiters: Set<UInt64> = []
 
-    /// Registers a shutdown waiter; returns true when the topic is idle already (not stored).
+    /// Registers a shutdown waiter; returns true when it must be resumed at once (not stored):
+    /// the topic is idle or finished, or the waiter was cancelled before it got here.
     mutating func addIdleWaiter(_ id: UInt64, _ continuation: UnsafeContinuation<Void, Never>) -> Bool {
-        if isIdle || lifecycle == .finished { return true }
+        if cancelledIdleWaiters.remove(id) != nil || isIdle || lifecycle == .finished { return true }
         idleWaiters[id] = continuation
         return false
     }
 
-    mutating func removeIdleWaiter(_ id: UInt64) -> UnsafeContinuation<Void, Never>? {
-        idleWaiters.removeValue(forKey: id)
+    /// A shutdown waiter was cancelled: hands back its continuation, or remembers the
+    /// cancellation when the waiter is not stored yet.
+    mutating func cancelIdleWaiter(_ id: UInt64) -> UnsafeContinuation<Void, Never>? {
+        if let continuation = idleWaiters.removeValue(forKey: id) { return continuation }
+        cancelledIdleWaiters.insert(id)
+        return nil
     }
 
     /// While draining, hands back the shutdown waiters once the topic became idle.

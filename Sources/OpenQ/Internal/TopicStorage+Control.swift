@@ -29,7 +29,7 @@ extension TopicStorage {
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
-            state.withLock { $0.removeIdleWaiter(waiter) }?.resume()
+            state.withLock { $0.cancelIdleWaiter(waiter) }?.resume()
         }
     }
 
