@@ -39,7 +39,7 @@ public struct Delivery<Payload: Sendable>: Sendable {
     /// - Throws: ``OpenQError/Code/receiptExpired`` when the visibility timeout passed first (the
     ///   message may be with another consumer now, whose delivery is untouched);
     ///   ``OpenQError/Code/receiptAlreadySettled`` on a second settlement.
-    public func ack() async throws {
+    public nonisolated(nonsending) func ack() async throws {
         try storage.withState { state, now in state.ack(subscriptionID, tag: tag, now: now) }.get()
     }
 
@@ -49,7 +49,7 @@ public struct Delivery<Payload: Sendable>: Sendable {
     /// - Parameters:
     ///   - retryAfter: the delay before redelivery; `nil` for the topic's backoff.
     ///   - error: a description kept for the dead-letter headers.
-    public func nack(retryAfter: Duration? = nil, error: String? = nil) async throws {
+    public nonisolated(nonsending) func nack(retryAfter: Duration? = nil, error: String? = nil) async throws {
         try storage.withState { state, now in
             state.nack(subscriptionID, tag: tag, retryAfter: retryAfter, error: error, now: now)
         }.get()
@@ -57,13 +57,13 @@ public struct Delivery<Payload: Sendable>: Sendable {
 
     /// Sets the delivery's visibility timeout to `duration` from now, for work that takes longer
     /// than the subscription's timeout.
-    public func extendVisibility(by duration: Duration) async throws {
+    public nonisolated(nonsending) func extendVisibility(by duration: Duration) async throws {
         try storage.withState { state, now in state.extendVisibility(subscriptionID, tag: tag, by: duration, now: now) }
             .get()
     }
 
     /// Sends the message straight to the dead-letter topic, with `reason` in its headers.
-    public func reject(reason: String) async throws {
+    public nonisolated(nonsending) func reject(reason: String) async throws {
         try storage.withState { state, now in state.reject(subscriptionID, tag: tag, reason: reason, now: now) }.get()
     }
 }

@@ -42,7 +42,10 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// (long polling); returns an empty array when none arrived in time.
     /// - Throws: ``OpenQError/Code/subscriptionNotFound`` when the subscription was removed,
     ///   ``OpenQError/Code/shutDown`` after shutdown, `CancellationError` when cancelled.
-    public func receive(max: Int = 10, waitingUpTo timeout: Duration = .zero) async throws -> [Delivery<Payload>] {
+    public nonisolated(nonsending) func receive(
+        max: Int = 10,
+        waitingUpTo timeout: Duration = .zero
+    ) async throws -> [Delivery<Payload>] {
         guard max >= 1 else { throw OpenQError.invalidConfiguration("receive(max:) needs max ≥ 1; it was \(max).") }
         guard timeout >= .zero else {
             throw OpenQError.invalidConfiguration("receive(waitingUpTo:) needs a timeout ≥ 0; it was \(timeout).")

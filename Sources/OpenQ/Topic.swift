@@ -40,7 +40,7 @@ public struct Topic<Payload: Sendable>: Sendable {
     ///   shutdown or deletion; `CancellationError` when the task is cancelled while waiting for
     ///   room (the message is then not published).
     @inlinable
-    public func publish(
+    public nonisolated(nonsending) func publish(
         _ payload: Payload,
         headers: [String: String] = [:],
         priority: Int = 0,
@@ -56,7 +56,7 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// is room for all of it, or rejected whole. A batch larger than a suspending subscription's
     /// capacity can never fit and throws ``OpenQError/Code/invalidConfiguration``.
     @inlinable
-    public func publish(
+    public nonisolated(nonsending) func publish(
         contentsOf payloads: some Sequence<Payload>,
         headers: [String: String] = [:],
         priority: Int = 0

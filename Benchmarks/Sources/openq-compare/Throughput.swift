@@ -176,6 +176,34 @@ enum OneToOne {
     }
 }
 
+enum SingleTask {
+    /// Publish `count` messages, then read them back, in one task: the broker's own per-message
+    /// work, without any task switch or wake-up.
+    static let openQ: Run = { count in
+        let topic = try await benchQueue().createTopic(
+            "bench", of: Payload.self, configuration: .init(capacity: count, deadLetter: .disabled))
+        let stream = try topic.subscribe(prefetch: 256)
+        var iterator = stream.makeAsyncIterator()
+        let start = ContinuousClock.now
+        for number in 0..<count { try await topic.publish(Payload(number)) }
+        for _ in 0..<count { _ = await iterator.next() }
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let handRolled: Run = { count in
+        let queue = HandRolledQueue<Payload>()
+        let start = ContinuousClock.now
+        for number in 0..<count { queue.send(Payload(number)) }
+        queue.finish()
+        var received = 0
+        while let batch = await queue.nextBatch() {
+            for payload in batch { received &+= payload.number & 1 }
+        }
+        precondition(received <= count)
+        return (ContinuousClock.now - start, count)
+    }
+}
+
 enum FanOut {
     static let width = 16
 

@@ -190,6 +190,11 @@ if wanted("1→1") {
         "1→1 batches of 256", count: n, rounds: rounds, openQ: OneToOne.openQBatched,
         peers: [("hand-rolled, batches of 256", OneToOne.handRolledBatched)])
 }
+if wanted("single task") {
+    rows += try await compare(
+        "single task: publish all, then read all", count: n, rounds: rounds, openQ: SingleTask.openQ,
+        peers: [("hand-rolled Mutex+Deque", SingleTask.handRolled)])
+}
 if wanted("fan-out") {
     rows += try await compare(
         "1→16 fan-out", count: max(n / 4, 1), rounds: rounds, unit: "deliveries/s", openQ: FanOut.openQ,

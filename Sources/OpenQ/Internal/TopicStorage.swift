@@ -81,14 +81,14 @@ final class TopicStorage: Sendable {
 
     /// Publishes one message; waits for room under `suspend`.
     @usableFromInline
-    func publish(_ request: PublishRequest<Payload>) async throws {
+    nonisolated(nonsending) func publish(_ request: PublishRequest<Payload>) async throws {
         let decision = withState { state, now in state.publish(CollectionOfOne(request), now: now) }
         try await settle(decision) { [request] }
     }
 
     /// Publishes a batch atomically; waits for room for all of it under `suspend`.
     @usableFromInline
-    func publish(_ requests: [PublishRequest<Payload>]) async throws {
+    nonisolated(nonsending) func publish(_ requests: [PublishRequest<Payload>]) async throws {
         let decision = withState { state, now in state.publish(requests, now: now) }
         try await settle(decision) { requests }
     }
@@ -98,7 +98,10 @@ final class TopicStorage: Sendable {
         withState { state, now in state.tryPublish(request, now: now) }
     }
 
-    private func settle(_ decision: PublishDecision, requests: () -> [PublishRequest<Payload>]) async throws {
+    private nonisolated(nonsending) func settle(
+        _ decision: PublishDecision,
+        requests: () -> [PublishRequest<Payload>]
+    ) async throws {
         switch decision {
         case .accepted:
             return
