@@ -22,10 +22,11 @@ public struct Delivery<Payload: Sendable>: Sendable {
     /// The subscription the delivery belongs to.
     public let subscription: String
 
-    let storage: TopicStorage
-    let subscriptionID: SubscriptionID
-    let tag: UInt64
+    @usableFromInline let storage: TopicStorage
+    @usableFromInline let subscriptionID: SubscriptionID
+    @usableFromInline let tag: UInt64
 
+    @inlinable
     init(_ handed: HandedMessage<any Sendable>, handle: SubscriptionHandle, subscription: String) {
         self.message = Message(erased: handed.message)
         self.attempt = handed.attempt
@@ -39,8 +40,9 @@ public struct Delivery<Payload: Sendable>: Sendable {
     /// - Throws: ``OpenQError/Code/receiptExpired`` when the visibility timeout passed first (the
     ///   message may be with another consumer now, whose delivery is untouched);
     ///   ``OpenQError/Code/receiptAlreadySettled`` on a second settlement.
+    @inlinable
     public nonisolated(nonsending) func ack() async throws {
-        try storage.withState { state, now in state.ack(subscriptionID, tag: tag, now: now) }.get()
+        try storage.ack(subscriptionID, tag: tag)
     }
 
     /// Negatively acknowledges the delivery: the message becomes visible again after `retryAfter`,
@@ -49,21 +51,21 @@ public struct Delivery<Payload: Sendable>: Sendable {
     /// - Parameters:
     ///   - retryAfter: the delay before redelivery; `nil` for the topic's backoff.
     ///   - error: a description kept for the dead-letter headers.
+    @inlinable
     public nonisolated(nonsending) func nack(retryAfter: Duration? = nil, error: String? = nil) async throws {
-        try storage.withState { state, now in
-            state.nack(subscriptionID, tag: tag, retryAfter: retryAfter, error: error, now: now)
-        }.get()
+        try storage.nack(subscriptionID, tag: tag, retryAfter: retryAfter, error: error)
     }
 
     /// Sets the delivery's visibility timeout to `duration` from now, for work that takes longer
     /// than the subscription's timeout.
+    @inlinable
     public nonisolated(nonsending) func extendVisibility(by duration: Duration) async throws {
-        try storage.withState { state, now in state.extendVisibility(subscriptionID, tag: tag, by: duration, now: now) }
-            .get()
+        try storage.extendVisibility(subscriptionID, tag: tag, by: duration)
     }
 
     /// Sends the message straight to the dead-letter topic, with `reason` in its headers.
+    @inlinable
     public nonisolated(nonsending) func reject(reason: String) async throws {
-        try storage.withState { state, now in state.reject(subscriptionID, tag: tag, reason: reason, now: now) }.get()
+        try storage.reject(subscriptionID, tag: tag, reason: reason)
     }
 }

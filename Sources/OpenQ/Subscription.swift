@@ -12,6 +12,7 @@
 /// let batch = try await billing.receive(max: 10, waitingUpTo: .seconds(5))   // long polling pull
 /// ```
 public struct Subscription<Payload: Sendable>: Sendable {
+    @usableFromInline
     let handle: SubscriptionHandle
 
     /// The subscription's name.
@@ -42,28 +43,15 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// (long polling); returns an empty array when none arrived in time.
     /// - Throws: ``OpenQError/Code/subscriptionNotFound`` when the subscription was removed,
     ///   ``OpenQError/Code/shutDown`` after shutdown, `CancellationError` when cancelled.
+    @inlinable
     public nonisolated(nonsending) func receive(
         max: Int = 10,
         waitingUpTo timeout: Duration = .zero
     ) async throws -> [Delivery<Payload>] {
-        guard max >= 1 else { throw OpenQError.invalidConfiguration("receive(max:) needs max ≥ 1; it was \(max).") }
-        guard timeout >= .zero else {
-            throw OpenQError.invalidConfiguration("receive(waitingUpTo:) needs a timeout ≥ 0; it was \(timeout).")
-        }
-        switch await handle.wait(consumer: nil, max: max, pollTimeout: timeout) {
-        case .messages(let batch):
-            return batch.map { Delivery($0, handle: handle, subscription: name) }
-        case .timedOut:
-            return []
-        case .cancelled:
-            throw CancellationError()
-        case .finished:
-            let error = handle.storage.state.withLock { state -> OpenQError in
-                state.subscription(handle.id) == nil
-                    ? .subscriptionNotFound(name, topic: handle.storage.name)
-                    : .shutDown("Topic '\(handle.storage.name)'")
-            }
-            throw error
+        let name = self.name
+        let handle = self.handle
+        return try await handle.receive(max: max, waitingUpTo: timeout, subscription: name).map {
+            Delivery($0, handle: handle, subscription: name)
         }
     }
 

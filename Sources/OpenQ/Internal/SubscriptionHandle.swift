@@ -6,8 +6,8 @@
 final class SubscriptionHandle: Sendable {
     @usableFromInline typealias Payload = TopicStorage.Payload
 
-    let storage: TopicStorage
-    let id: SubscriptionID
+    @usableFromInline let storage: TopicStorage
+    @usableFromInline let id: SubscriptionID
     let removeWhenReleased: Bool
 
     init(storage: TopicStorage, id: SubscriptionID, removeWhenReleased: Bool) {
@@ -37,6 +37,34 @@ final class SubscriptionHandle: Sendable {
 
     func remove() {
         storage.withState { state, now in ((), state.removeSubscription(id, now: now)) }
+    }
+
+    /// The long-polling pull behind ``Subscription/receive(max:waitingUpTo:)``: validates its
+    /// input and maps how the wait ended to the result or the error.
+    @usableFromInline
+    nonisolated(nonsending) func receive(
+        max: Int,
+        waitingUpTo timeout: Duration,
+        subscription name: String
+    ) async throws -> [HandedMessage<Payload>] {
+        guard max >= 1 else { throw OpenQError.invalidConfiguration("receive(max:) needs max ≥ 1; it was \(max).") }
+        guard timeout >= .zero else {
+            throw OpenQError.invalidConfiguration("receive(waitingUpTo:) needs a timeout ≥ 0; it was \(timeout).")
+        }
+        switch await wait(consumer: nil, max: max, pollTimeout: timeout) {
+        case .messages(let batch):
+            return batch
+        case .timedOut:
+            return []
+        case .cancelled:
+            throw CancellationError()
+        case .finished:
+            let error = storage.state.withLock { state -> OpenQError in
+                state.subscription(id) == nil
+                    ? .subscriptionNotFound(name, topic: storage.name) : .shutDown("Topic '\(storage.name)'")
+            }
+            throw error
+        }
     }
 
     /// Takes visible messages at once, or waits for some: without a `pollTimeout` until messages

@@ -7,7 +7,7 @@ import HeapModule
     import Foundation
 #endif
 
-typealias SubscriptionID = Int
+@usableFromInline typealias SubscriptionID = Int
 typealias ConsumerID = UInt64
 
 /// The delivery state machine of one topic: its subscriptions, their backlogs and in-flight

@@ -121,6 +121,30 @@ final class TopicStorage: Sendable {
         }
     }
 
+    // MARK: Settling deliveries (non-generic entry points for the typed Delivery)
+
+    @usableFromInline
+    func ack(_ subscription: SubscriptionID, tag: UInt64) throws(OpenQError) {
+        try withState { state, now in state.ack(subscription, tag: tag, now: now) }.get()
+    }
+
+    @usableFromInline
+    func nack(_ subscription: SubscriptionID, tag: UInt64, retryAfter: Duration?, error: String?) throws(OpenQError) {
+        try withState { state, now in
+            state.nack(subscription, tag: tag, retryAfter: retryAfter, error: error, now: now)
+        }.get()
+    }
+
+    @usableFromInline
+    func extendVisibility(_ subscription: SubscriptionID, tag: UInt64, by duration: Duration) throws(OpenQError) {
+        try withState { state, now in state.extendVisibility(subscription, tag: tag, by: duration, now: now) }.get()
+    }
+
+    @usableFromInline
+    func reject(_ subscription: SubscriptionID, tag: UInt64, reason: String) throws(OpenQError) {
+        try withState { state, now in state.reject(subscription, tag: tag, reason: reason, now: now) }.get()
+    }
+
     func statistics() -> TopicStatistics {
         let now = clock.now()
         return state.withLock { $0.statistics(now: now) }
