@@ -45,6 +45,15 @@ func read(_ count: Int, from stream: MessageStream<Payload>) -> Task<Void, Never
     }
 }
 
+/// An `AsyncStream` consumer that reads until the stream finishes and checks the count.
+func drain(_ stream: AsyncStream<Payload>, expecting count: Int) -> Task<Void, Never> {
+    Task {
+        var received = 0
+        for await _ in stream { received += 1 }
+        precondition(received == count)
+    }
+}
+
 /// The hand-rolled queue's consumer. It visits every element, as every other consumer here does,
 /// so that the ceiling is honest.
 func drain(_ queue: HandRolledQueue<Payload>, expecting count: Int) -> Task<Void, Never> {
@@ -84,11 +93,7 @@ enum OneToOne {
 
     static let asyncStream: Run = { count in
         let (stream, continuation) = AsyncStream.makeStream(of: Payload.self)
-        let consumer = Task {
-            var received = 0
-            for await _ in stream { received += 1 }
-            precondition(received == count)
-        }
+        let consumer = drain(stream, expecting: count)
         let start = ContinuousClock.now
         for number in 0..<count { continuation.yield(Payload(number)) }
         continuation.finish()
@@ -210,15 +215,7 @@ enum FanOut {
     static let openQ: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
         let streams = try (0..<width).map { _ in try topic.subscribe(prefetch: 256) }
-        let consumers = streams.map { stream in
-            Task {
-                var received = 0
-                for await _ in stream {
-                    received += 1
-                    if received == count { break }
-                }
-            }
-        }
+        let consumers = streams.map { read(count, from: $0) }
         let start = ContinuousClock.now
         for number in 0..<count { try await topic.publish(Payload(number)) }
         for consumer in consumers { await consumer.value }
@@ -227,13 +224,7 @@ enum FanOut {
 
     static let asyncStreams: Run = { count in
         let pairs = (0..<width).map { _ in AsyncStream.makeStream(of: Payload.self) }
-        let consumers = pairs.map { pair in
-            Task {
-                var received = 0
-                for await _ in pair.stream { received += 1 }
-                precondition(received == count)
-            }
-        }
+        let consumers = pairs.map { drain($0.stream, expecting: count) }
         let start = ContinuousClock.now
         for number in 0..<count {
             let payload = Payload(number)
@@ -368,13 +359,7 @@ enum Scale {
     static let manyAsyncStreams: Run = { count in
         let perTopic = max(count / topicCount, 1)
         let pairs = (0..<topicCount).map { _ in AsyncStream.makeStream(of: Payload.self) }
-        let consumers = pairs.map { pair in
-            Task {
-                var received = 0
-                for await _ in pair.stream { received += 1 }
-                precondition(received == perTopic)
-            }
-        }
+        let consumers = pairs.map { drain($0.stream, expecting: perTopic) }
         let start = ContinuousClock.now
         for round in 0..<perTopic {
             for pair in pairs { pair.continuation.yield(Payload(round)) }
