@@ -141,6 +141,25 @@ struct CancellationAndShutdownTests {
         #expect(again.unacknowledged == report.unacknowledged)
     }
 
+    @Test func shutdown_returnsWhenATimerDrivenExpiryLeavesTheTopicIdle() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic(
+            "jobs", of: Int.self, configuration: .init(deadLetter: .after(deliveries: 1)))
+        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(5)))
+        let deadLetters = try await queue.topic("jobs.dlq", of: Int.self).existingSubscription("dead-letters")
+        let drainer = Task { for await delivery in deadLetters.deliveries() { try await delivery.ack() } }
+        try await topic.publish(1)
+        _ = try await work.receive()  // in flight; only the timer will settle it
+        let shutdown = Task { await queue.shutdown(gracePeriod: .seconds(600)) }
+        try await eventually("the grace timer and the visibility timer") { clock.sleeperCount >= 2 }
+        clock.advance(by: .seconds(5))  // the delivery expires, is dead-lettered, the drainer acks it
+        let report = try await withTimeout(10, "shutdown before its grace period ends") { await shutdown.value }
+        #expect(report.unacknowledged == 0 && report.undelivered == 0)
+        #expect(report.statistics.topic("jobs")?.subscription("w")?.counters.deadLettered == 1)
+        drainer.cancel()
+    }
+
     @Test func publishDuringShutdown_failsWithShutDown_andSuspendedPublishersAreReleased() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self, configuration: .init(capacity: 1))

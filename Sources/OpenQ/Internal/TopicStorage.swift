@@ -160,9 +160,9 @@ final class TopicStorage: Sendable {
             } catch {
                 return
             }
-            guard let self else { return }
-            let effects = self.state.withLock { $0.timerFired(generation: request.generation, now: self.clock.now()) }
-            self.perform(effects)
+            // Through withState like every other event, so a timer-driven change (an expiry that
+            // dead-letters the last in-flight message) also wakes a shutdown waiting for idle.
+            self?.withState { state, now in ((), state.timerFired(generation: request.generation, now: now)) }
         }
         let replaced: Task<Void, Never>? = timer.withLock { timer in
             guard request.generation > timer.generation else { return task }
