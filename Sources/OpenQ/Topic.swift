@@ -117,9 +117,7 @@ public struct Topic<Payload: Sendable>: Sendable {
     public func subscription(_ name: String, configuration: SubscriptionConfiguration) throws -> Subscription<Payload> {
         try validateName(name, kind: "subscription")
         try configuration.validate()
-        let id = try storage.withState { state, now in
-            (state.addSubscription(name: name, configuration: configuration, isAnonymous: false, now: now), Effects())
-        }.get()
+        let id = try storage.ensureSubscription(name, configuration: configuration)
         return Subscription(handle: SubscriptionHandle(storage: storage, id: id, removeWhenReleased: false), name: name)
     }
 

@@ -6,8 +6,10 @@ extension TopicStorage {
 
     var deadLetterTopicName: String? { deadLetterTarget?.name }
 
-    func ensureSubscription(_ name: String, configuration: SubscriptionConfiguration) throws {
-        _ = try withState { state, now in
+    /// Creates the named subscription, or finds it when it exists with the same configuration.
+    @discardableResult
+    func ensureSubscription(_ name: String, configuration: SubscriptionConfiguration) throws -> SubscriptionID {
+        try withState { state, now in
             (state.addSubscription(name: name, configuration: configuration, isAnonymous: false, now: now), Effects())
         }.get()
     }
