@@ -17,6 +17,8 @@ struct Options {
     var only: String?
     var memoryProbe: String?
     var openQOnly = false
+    /// Keeps only the peers whose name contains this text (for profiling one of them).
+    var peer: String?
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.dropFirst().makeIterator()
@@ -28,9 +30,10 @@ struct Options {
             case "--only": only = iterator.next()
             case "--memory-probe": memoryProbe = iterator.next()
             case "--openq-only": openQOnly = true
+            case "--peer": peer = iterator.next()
             case "--help", "-h":
                 print(
-                    "usage: openq-compare [--messages N (1000000)] [--rounds R (5)] [--only TEXT] [--openq-only] [--json]"
+                    "usage: openq-compare [--messages N (1000000)] [--rounds R (5)] [--only TEXT] [--openq-only] [--peer TEXT] [--json]"
                 )
                 exit(0)
             default: throw CompareError("unknown argument \(argument); see --help")
@@ -111,8 +114,9 @@ func compare(
     openQ: Run,
     peers: [(String, Run)]
 ) async throws -> [Row] {
+    if let only = options.only, !scenario.contains(only), !only.contains(scenario) { return [] }
     var openQSamples: [Double] = []
-    let peers = options.openQOnly ? [] : peers
+    let peers = options.openQOnly ? [] : peers.filter { options.peer.map($0.0.contains) ?? true }
     var peerSamples = Array(repeating: [Double](), count: peers.count)
     for round in 1...rounds {
         openQSamples.append(rate(try await openQ(count)))
@@ -174,7 +178,9 @@ if let probe = options.memoryProbe {
 
 let n = options.messages
 let rounds = options.rounds
-func wanted(_ scenario: String) -> Bool { options.only.map { scenario.contains($0) } ?? true }
+/// Whether a group of scenarios runs: `--only` names a group ("1→1") or one scenario of it
+/// ("1→1 batches"); ``compare(_:count:rounds:unit:openQ:peers:)`` then skips the others.
+func wanted(_ group: String) -> Bool { options.only.map { group.contains($0) || $0.hasPrefix(group) } ?? true }
 var rows: [Row] = []
 log("openq-compare: \(n) messages, \(rounds) rounds, \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
