@@ -27,8 +27,8 @@ public struct Delivery<Payload: Sendable>: Sendable {
     @usableFromInline let tag: UInt64
 
     @inlinable
-    init(_ handed: HandedMessage<any Sendable>, handle: SubscriptionHandle, subscription: String) {
-        self.message = Message(erased: handed.message)
+    init(_ handed: HandedMessage, handle: SubscriptionHandle, subscription: String) {
+        self.message = Message(handed.stored)
         self.attempt = handed.attempt
         self.subscription = subscription
         self.storage = handle.storage

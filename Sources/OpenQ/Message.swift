@@ -34,58 +34,41 @@ public struct MessageID: Hashable, Sendable, Comparable, CustomStringConvertible
 ///     print(message.sequenceNumber, message.headers["source"] ?? "-", message.payload)
 /// }
 /// ```
+///
+/// A `Message` is a value: setting its `payload` or `headers` changes this copy only. Underneath it
+/// shares the one immutable record the topic stored, so copying a message, and fanning it out to
+/// many subscriptions, costs a reference count, not a copy of its headers and payload.
 public struct Message<Payload: Sendable>: Sendable {
+    @usableFromInline var stored: TypedMessage<Payload>
+
+    /// The typed view of a message the topic stored; the topic guarantees the type.
+    @inlinable
+    init(_ stored: StoredMessage) {
+        self.stored = unsafeDowncast(stored, to: TypedMessage<Payload>.self)
+    }
+
     /// The message's identity, kept across dead-lettering and redrive.
-    public let id: MessageID
+    @inlinable public var id: MessageID { stored.id }
     /// The name of the topic that holds the message.
-    public let topic: String
+    @inlinable public var topic: String { stored.topic }
     /// The message's position in its topic: 1 for the first message published to it, then one more
     /// for each message. Replay can start at a sequence number.
-    public let sequenceNumber: UInt64
+    @inlinable public var sequenceNumber: UInt64 { stored.sequenceNumber }
     /// The typed payload.
-    public var payload: Payload
+    @inlinable public var payload: Payload {
+        get { stored.payload }
+        set { stored = stored.replacing(payload: newValue, headers: stored.headers) }
+    }
     /// Free-form string headers. Keys starting with `openq-` are set by OpenQ (see ``MessageHeader``).
-    public var headers: [String: String]
+    @inlinable public var headers: [String: String] {
+        get { stored.headers }
+        set { stored = stored.replacing(payload: stored.payload, headers: newValue) }
+    }
     /// The priority: within a subscription, higher priorities are delivered first; messages of the
     /// same priority keep publish order. Default 0.
-    public let priority: Int
+    @inlinable public var priority: Int { stored.priority }
     /// When the message was published, by the broker's clock.
-    public let publishedAt: Date
-
-    @usableFromInline
-    package init(
-        id: MessageID,
-        topic: String,
-        sequenceNumber: UInt64,
-        payload: Payload,
-        headers: [String: String],
-        priority: Int,
-        publishedAt: Date
-    ) {
-        self.id = id
-        self.topic = topic
-        self.sequenceNumber = sequenceNumber
-        self.payload = payload
-        self.headers = headers
-        self.priority = priority
-        self.publishedAt = publishedAt
-    }
-}
-
-extension Message {
-    /// The typed view of a message the broker holds erased; the topic guarantees the type.
-    @inlinable
-    init(erased message: Message<any Sendable>) {
-        self.init(
-            id: message.id,
-            topic: message.topic,
-            sequenceNumber: message.sequenceNumber,
-            payload: message.payload as! Payload,
-            headers: message.headers,
-            priority: message.priority,
-            publishedAt: message.publishedAt
-        )
-    }
+    @inlinable public var publishedAt: Date { stored.publishedAt }
 }
 
 /// The header keys OpenQ itself writes.

@@ -34,7 +34,7 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
         @inlinable
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Message<Payload>? {
             guard let handed = await cursor.next(isolation: actor) else { return nil }
-            return Message(erased: handed.message)
+            return Message(handed.stored)
         }
     }
 }

@@ -47,7 +47,7 @@ public struct Topic<Payload: Sendable>: Sendable {
         delay: Duration = .zero
     ) async throws {
         try await storage.publish(
-            PublishRequest<any Sendable>(payload: payload, headers: headers, priority: priority, delay: delay))
+            PublishRequest(TypedMessage(payload: payload, headers: headers, priority: priority), delay: delay))
     }
 
     /// Publishes several messages at once, in order, with one lock hand-over.
@@ -61,7 +61,7 @@ public struct Topic<Payload: Sendable>: Sendable {
         headers: [String: String] = [:],
         priority: Int = 0
     ) async throws {
-        let requests = payloads.map { PublishRequest<any Sendable>(payload: $0, headers: headers, priority: priority) }
+        let requests = payloads.map { PublishRequest(TypedMessage(payload: $0, headers: headers, priority: priority)) }
         guard !requests.isEmpty else { return }
         try await storage.publish(requests)
     }
@@ -71,7 +71,7 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// Under `suspend` a full topic makes this return ``PublishResult/rejected`` instead of waiting.
     @inlinable
     public func tryPublish(_ payload: Payload, headers: [String: String] = [:], priority: Int = 0) -> PublishResult {
-        storage.tryPublish(PublishRequest<any Sendable>(payload: payload, headers: headers, priority: priority))
+        storage.tryPublish(PublishRequest(TypedMessage(payload: payload, headers: headers, priority: priority)))
     }
 
     // MARK: Subscribing

@@ -14,6 +14,39 @@ struct PublishSubscribeTests {
         }
     }
 
+    @Test func message_isAValue_changingOneCopyLeavesTheOthersAndTheRetainedMessage() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic(
+            "events", of: [Int].self, configuration: .init(retention: .count(10)))
+        let first = try topic.subscribe()
+        let second = try topic.subscribe()
+        try await topic.publish([1, 2], headers: ["k": "v"], priority: 3)
+
+        var changed = try #require(try await collect(1, from: first).first)
+        let original = changed
+        changed.payload.append(3)
+        changed.headers["k"] = "changed"
+        changed.headers["new"] = "x"
+        #expect(changed.payload == [1, 2, 3])
+        #expect(changed.headers == ["k": "changed", "new": "x"])
+        // Identity stays with the changed copy.
+        #expect(changed.id == original.id)
+        #expect(changed.sequenceNumber == original.sequenceNumber)
+        #expect(changed.publishedAt == original.publishedAt)
+        #expect(changed.priority == 3)
+        #expect(changed.topic == "events")
+        // Nobody else sees the change: not the earlier copy, not the other subscription, not replay.
+        #expect(original.payload == [1, 2])
+        #expect(original.headers == ["k": "v"])
+        let other = try #require(try await collect(1, from: second).first)
+        #expect(other.payload == [1, 2])
+        #expect(other.headers == ["k": "v"])
+        let replayed = try #require(try await collect(1, from: try topic.subscribe(startingAt: .earliest)).first)
+        #expect(replayed.payload == [1, 2])
+        #expect(replayed.headers == ["k": "v"])
+        #expect(replayed.id == original.id)
+    }
+
     @Test func subscribe_doesNotSeeMessagesPublishedBeforeIt() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("events", of: Int.self)

@@ -3,9 +3,14 @@ import Testing
 
 @testable import OpenQ
 
+extension HandedMessage {
+    /// The typed view the tests read; every message in these tests carries an `Int`.
+    var message: Message<Int> { Message(stored) }
+}
+
 /// Drives a ``TopicStateMachine`` synchronously: every event, every state, no concurrency.
 struct Machine {
-    var state: TopicStateMachine<Int>
+    var state: TopicStateMachine
     var now: Duration = .zero
     var deadLetters: [Message<Int>] = []
 
@@ -18,8 +23,8 @@ struct Machine {
         )
     }
 
-    mutating func collect(_ effects: Effects<Int>) {
-        deadLetters += effects.deadLetters
+    mutating func collect(_ effects: Effects) {
+        deadLetters += effects.deadLetters.map { Message<Int>($0) }
     }
 
     @discardableResult
@@ -40,14 +45,14 @@ struct Machine {
     @discardableResult
     mutating func publish(_ payloads: [Int], priority: Int = 0, delay: Duration = .zero) -> PublishDecision {
         let (decision, effects) = state.publish(
-            payloads.map { PublishRequest(payload: $0, priority: priority, delay: delay) },
+            payloads.map { PublishRequest(TypedMessage(payload: $0, headers: [:], priority: priority), delay: delay) },
             now: now
         )
         collect(effects)
         return decision
     }
 
-    mutating func receive(_ id: SubscriptionID, max: Int = 100, consumer: ConsumerID? = nil) -> [HandedMessage<Int>] {
+    mutating func receive(_ id: SubscriptionID, max: Int = 100, consumer: ConsumerID? = nil) -> [HandedMessage] {
         let (decision, effects) = state.receive(id, consumer: consumer, max: max, canWait: false, now: now)
         collect(effects)
         if case .messages(let batch) = decision { return batch }
@@ -70,7 +75,7 @@ struct Machine {
 
     mutating func advance(_ duration: Duration) {
         now += duration
-        var effects = Effects<Int>()
+        var effects = Effects()
         state.processDue(now: now, effects: &effects)
         collect(effects)
     }
@@ -512,8 +517,12 @@ struct StateMachineOverflowTests {
     @Test func tryPublish_underSuspendWhenFull_reportsRejected() throws {
         var machine = Machine(.init(capacity: 1, overflow: .suspend))
         try machine.subscribe("s")
-        #expect(machine.state.tryPublish(PublishRequest(payload: 1), now: .zero).0 == .enqueued)
-        #expect(machine.state.tryPublish(PublishRequest(payload: 2), now: .zero).0 == .rejected)
+        #expect(
+            machine.state.tryPublish(PublishRequest(TypedMessage(payload: 1, headers: [:], priority: 0)), now: .zero).0
+                == .enqueued)
+        #expect(
+            machine.state.tryPublish(PublishRequest(TypedMessage(payload: 2, headers: [:], priority: 0)), now: .zero).0
+                == .rejected)
         #expect(machine.state.statistics(now: .zero).published == 1)
     }
 }

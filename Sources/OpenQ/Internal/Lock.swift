@@ -36,6 +36,8 @@ private final class LockStorage<Value>: ManagedBuffer<Value, pthread_mutex_t> {
             pthread_mutexattr_init(&attributes)
             #if DEBUG
                 pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ERRORCHECK))
+            #elseif canImport(Glibc)
+                pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
             #endif
             let error = pthread_mutex_init(mutex, &attributes)
             precondition(error == 0, "pthread_mutex_init failed: \(error)")

@@ -19,8 +19,8 @@ typealias ConsumerID = UInt64
 ///
 /// Time is a `Duration` since the broker's epoch (the clock reading when the broker was created);
 /// `epoch` converts it to the wall-clock `Date` stamped on messages.
-struct TopicStateMachine<Payload: Sendable> {
-    typealias Continuation = UnsafeContinuation<WakeResult<Payload>, Never>
+struct TopicStateMachine {
+    typealias Continuation = UnsafeContinuation<WakeResult, Never>
     typealias PublisherContinuation = UnsafeContinuation<Void, any Error>
 
     // MARK: Nested types
@@ -28,22 +28,10 @@ struct TopicStateMachine<Payload: Sendable> {
     /// One message as held by one subscription. The message itself is shared by every
     /// subscription that holds it (fan-out copies a reference, not the message).
     struct Pending {
-        var stored: StoredMessage<Payload>
+        var stored: StoredMessage
         /// Deliveries made so far.
         var attempts: Int
         var lastError: String?
-
-        var message: Message<Payload> { stored.message }
-
-        init(stored: StoredMessage<Payload>, attempts: Int, lastError: String?) {
-            self.stored = stored
-            self.attempts = attempts
-            self.lastError = lastError
-        }
-
-        init(message: Message<Payload>, attempts: Int, lastError: String?) {
-            self.init(stored: StoredMessage(message), attempts: attempts, lastError: lastError)
-        }
     }
 
     struct InFlight {
@@ -68,7 +56,7 @@ struct TopicStateMachine<Payload: Sendable> {
 
     struct BlockedPublisher {
         var id: UInt64
-        var requests: [PublishRequest<Payload>]
+        var requests: [PublishRequest]
         var continuation: PublisherContinuation
     }
 
@@ -173,7 +161,7 @@ struct TopicStateMachine<Payload: Sendable> {
     private var pendingWaiters: [UInt64: Bool] = [:]
     private var pendingPublishers: [UInt64: Bool] = [:]
     private var blockedPublishers: Deque<BlockedPublisher> = []
-    private(set) var retained: Deque<Message<Payload>> = []
+    private(set) var retained: Deque<StoredMessage> = []
     private var deadlines = Heap<Deadline>()
     private var deadlineOrder: UInt64 = 0
     private var pushesSinceCompaction = 0
@@ -245,8 +233,8 @@ struct TopicStateMachine<Payload: Sendable> {
 
     /// Removes a subscription: its backlog is purged, its consumers end, and publishers waiting
     /// for its room go on.
-    mutating func removeSubscription(_ id: SubscriptionID, now: Duration) -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    mutating func removeSubscription(_ id: SubscriptionID, now: Duration) -> Effects {
+        var effects = Effects()
         guard let index = index(of: id) else { return effects }
         var subscription = subscriptions.remove(at: index)
         let removed = subscription.purgeAll()
@@ -272,11 +260,11 @@ struct TopicStateMachine<Payload: Sendable> {
     /// Assigns identity to the requests and decides whether they can be enqueued now.
     /// Generic over the collection so that a single publish passes a `CollectionOfOne` and
     /// allocates nothing; only a publisher that must wait copies its requests into an array.
-    mutating func publish<Requests: Collection<PublishRequest<Payload>>>(
+    mutating func publish<Requests: Collection<PublishRequest>>(
         _ requests: Requests,
         now: Duration
-    ) -> (PublishDecision, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    ) -> (PublishDecision, Effects) {
+        var effects = Effects()
         processDue(now: now, effects: &effects)
         guard lifecycle == .open else { return (.failed(.shutDown("Topic '\(topic)'")), effects) }
         if !blockedPublishers.isEmpty {
@@ -295,7 +283,7 @@ struct TopicStateMachine<Payload: Sendable> {
     }
 
     /// A non-suspending publish: under a `suspend` policy a full topic rejects instead of waiting.
-    mutating func tryPublish(_ request: PublishRequest<Payload>, now: Duration) -> (PublishResult, Effects<Payload>) {
+    mutating func tryPublish(_ request: PublishRequest, now: Duration) -> (PublishResult, Effects) {
         let (decision, effects) = publish(CollectionOfOne(request), now: now)
         switch decision {
         case .accepted(let result):
@@ -320,11 +308,11 @@ struct TopicStateMachine<Payload: Sendable> {
     /// at once or stores the continuation.
     mutating func suspendPublisher(
         _ id: UInt64,
-        requests: [PublishRequest<Payload>],
+        requests: [PublishRequest],
         continuation: PublisherContinuation,
         now: Duration
-    ) -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    ) -> Effects {
+        var effects = Effects()
         let cancelled = pendingPublishers.removeValue(forKey: id) ?? true
         if cancelled {
             effects.resumePublisher(continuation, with: CancellationError())
@@ -339,8 +327,8 @@ struct TopicStateMachine<Payload: Sendable> {
         return effects
     }
 
-    mutating func cancelPublisher(_ id: UInt64) -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    mutating func cancelPublisher(_ id: UInt64) -> Effects {
+        var effects = Effects()
         if pendingPublishers[id] != nil {
             pendingPublishers[id] = true
         } else if let index = blockedPublishers.firstIndex(where: { $0.id == id }) {
@@ -385,7 +373,7 @@ struct TopicStateMachine<Payload: Sendable> {
         return wait ? .mustWait : .fits
     }
 
-    private mutating func serveBlockedPublishers(now: Duration, effects: inout Effects<Payload>) {
+    private mutating func serveBlockedPublishers(now: Duration, effects: inout Effects) {
         while let first = blockedPublishers.first, lifecycle == .open {
             switch evaluate(count: first.requests.count) {
             case .mustWait:
@@ -403,22 +391,20 @@ struct TopicStateMachine<Payload: Sendable> {
     }
 
     /// Stamps the requests and routes them to every subscription.
-    private mutating func commit<Requests: Collection<PublishRequest<Payload>>>(
+    private mutating func commit<Requests: Collection<PublishRequest>>(
         _ requests: Requests,
         now: Duration,
-        effects: inout Effects<Payload>
+        effects: inout Effects
     ) -> PublishResult {
         let publishedAt = date(at: now)
         let firstID = MessageID.allocate(count: requests.count)
         var result = PublishResult.enqueued
         for (offset, request) in requests.enumerated() {
-            let message = Message(
-                id: request.id ?? MessageID(rawValue: firstID + UInt64(offset)),
+            let message = request.message
+            message.stamp(
+                id: message.id == .unassigned ? MessageID(rawValue: firstID + UInt64(offset)) : message.id,
                 topic: topic,
                 sequenceNumber: nextSequence,
-                payload: request.payload,
-                headers: request.headers,
-                priority: request.priority,
                 publishedAt: publishedAt
             )
             nextSequence += 1
@@ -429,9 +415,8 @@ struct TopicStateMachine<Payload: Sendable> {
                 continue
             }
             let visibleAt = request.delay > .zero ? now + request.delay : nil
-            let stored = StoredMessage(message)
             for index in subscriptions.indices {
-                let pending = Pending(stored: stored, attempts: 0, lastError: nil)
+                let pending = Pending(stored: message, attempts: 0, lastError: nil)
                 if !route(pending, into: index, visibleAt: visibleAt, now: now, effects: &effects) {
                     result = .dropped
                 }
@@ -450,7 +435,7 @@ struct TopicStateMachine<Payload: Sendable> {
         into index: Int,
         visibleAt: Duration?,
         now: Duration,
-        effects: inout Effects<Payload>
+        effects: inout Effects
     ) -> Bool {
         subscriptions[index].counters.routed += 1
         if subscriptions[index].backlog >= subscriptions[index].capacity {
@@ -469,7 +454,7 @@ struct TopicStateMachine<Payload: Sendable> {
         if let visibleAt {
             schedule(pending, in: index, at: visibleAt, effects: &effects)
         } else {
-            subscriptions[index].ready.append(pending, priority: pending.message.priority)
+            subscriptions[index].ready.append(pending, priority: pending.stored.priority)
         }
         return true
     }
@@ -478,7 +463,7 @@ struct TopicStateMachine<Payload: Sendable> {
         _ pending: Pending,
         in index: Int,
         at visibleAt: Duration,
-        effects: inout Effects<Payload>
+        effects: inout Effects
     ) {
         let key = subscriptions[index].nextScheduleKey
         subscriptions[index].nextScheduleKey += 1
@@ -486,7 +471,7 @@ struct TopicStateMachine<Payload: Sendable> {
         pushDeadline(at: visibleAt, .scheduled(subscriptions[index].id, key: key), effects: &effects)
     }
 
-    private mutating func retain(_ message: Message<Payload>, now: Duration) {
+    private mutating func retain(_ message: StoredMessage, now: Duration) {
         retained.append(message)
         if let count = configuration.retention.count, retained.count > count {
             retained.removeFirst(retained.count - count)
@@ -511,7 +496,7 @@ struct TopicStateMachine<Payload: Sendable> {
             }
             subscription.counters.routed += 1
             subscription.ready.append(
-                Pending(message: message, attempts: 0, lastError: nil), priority: message.priority)
+                Pending(stored: message, attempts: 0, lastError: nil), priority: message.priority)
         }
     }
 
@@ -522,8 +507,8 @@ struct TopicStateMachine<Payload: Sendable> {
         _ id: SubscriptionID,
         to position: StartPosition,
         now: Duration
-    ) -> (Result<Int, OpenQError>, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    ) -> (Result<Int, OpenQError>, Effects) {
+        var effects = Effects()
         guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
         var subscription = subscriptions[index]
         subscription.counters.purged += subscription.purgeWaiting()
@@ -544,8 +529,8 @@ struct TopicStateMachine<Payload: Sendable> {
         max: Int,
         canWait: Bool = true,
         now: Duration
-    ) -> (ReceiveDecision<Payload>, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    ) -> (ReceiveDecision, Effects) {
+        var effects = Effects()
         processDue(now: now, effects: &effects)
         guard let index = index(of: id) else { return (.finished(subscriptionGone(id)), effects) }
         if lifecycle == .finished { return (.finished(.shutDown("Topic '\(topic)'")), effects) }
@@ -568,8 +553,8 @@ struct TopicStateMachine<Payload: Sendable> {
         pollDeadline: Duration?,
         continuation: Continuation,
         now: Duration
-    ) -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    ) -> Effects {
+        var effects = Effects()
         let cancelled = pendingWaiters.removeValue(forKey: waiter) ?? true
         guard let index = index(of: id) else {
             effects.resume(continuation, with: .finished)
@@ -595,8 +580,8 @@ struct TopicStateMachine<Payload: Sendable> {
         return effects
     }
 
-    mutating func cancelWaiter(_ id: SubscriptionID, waiter: UInt64) -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    mutating func cancelWaiter(_ id: SubscriptionID, waiter: UInt64) -> Effects {
+        var effects = Effects()
         if pendingWaiters[waiter] != nil {
             pendingWaiters[waiter] = true
         } else if let index = index(of: id),
@@ -614,10 +599,10 @@ struct TopicStateMachine<Payload: Sendable> {
     mutating func consumerEnded(
         _ id: SubscriptionID,
         consumer: ConsumerID,
-        unhanded: [HandedMessage<Payload>],
+        unhanded: [HandedMessage],
         now: Duration
-    ) -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    ) -> Effects {
+        var effects = Effects()
         guard let index = index(of: id) else { return effects }
         subscriptions[index].consumers.remove(consumer)
         if subscriptions[index].isAnonymous {
@@ -661,9 +646,9 @@ struct TopicStateMachine<Payload: Sendable> {
         max: Int,
         consumer: ConsumerID?,
         now: Duration,
-        effects: inout Effects<Payload>
-    ) -> [HandedMessage<Payload>] {
-        var batch: [HandedMessage<Payload>] = []
+        effects: inout Effects
+    ) -> [HandedMessage] {
+        var batch: [HandedMessage] = []
         batch.reserveCapacity(Swift.min(max, subscriptions[index].visibleCount))
         let tracks = subscriptions[index].tracksDeliveries
         let timeout = subscriptions[index].configuration.acknowledgement.visibilityTimeout
@@ -693,7 +678,7 @@ struct TopicStateMachine<Payload: Sendable> {
         return batch
     }
 
-    private mutating func serveWaiters(_ index: Int, now: Duration, effects: inout Effects<Payload>) {
+    private mutating func serveWaiters(_ index: Int, now: Duration, effects: inout Effects) {
         while subscriptions[index].visibleCount > 0, let waiter = subscriptions[index].waiters.popFirst() {
             let batch = take(from: index, max: waiter.max, consumer: waiter.consumer, now: now, effects: &effects)
             effects.resume(waiter.continuation, with: .messages(batch))
@@ -708,7 +693,7 @@ struct TopicStateMachine<Payload: Sendable> {
         _ id: SubscriptionID,
         tag: UInt64,
         now: Duration,
-        effects: inout Effects<Payload>
+        effects: inout Effects
     ) -> Result<Int, OpenQError> {
         if lifecycle == .finished { return .failure(.shutDown("Topic '\(topic)'")) }
         guard let index = index(of: id) else { return .failure(subscriptionGone(id)) }
@@ -752,9 +737,8 @@ struct TopicStateMachine<Payload: Sendable> {
         OpenQError(.subscriptionNotFound, "The subscription of topic '\(topic)' was removed.")
     }
 
-    mutating func ack(_ id: SubscriptionID, tag: UInt64, now: Duration) -> (Result<Void, OpenQError>, Effects<Payload>)
-    {
-        var effects = Effects<Payload>()
+    mutating func ack(_ id: SubscriptionID, tag: UInt64, now: Duration) -> (Result<Void, OpenQError>, Effects) {
+        var effects = Effects()
         if let index = index(of: id), !subscriptions[index].tracksDeliveries { return (.success(()), effects) }
         switch liveDelivery(id, tag: tag, now: now, effects: &effects) {
         case .failure(let error):
@@ -773,8 +757,8 @@ struct TopicStateMachine<Payload: Sendable> {
         retryAfter: Duration?,
         error: String?,
         now: Duration
-    ) -> (Result<Void, OpenQError>, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    ) -> (Result<Void, OpenQError>, Effects) {
+        var effects = Effects()
         if let index = index(of: id), !subscriptions[index].tracksDeliveries { return (.success(()), effects) }
         switch liveDelivery(id, tag: tag, now: now, effects: &effects) {
         case .failure(let error):
@@ -798,8 +782,8 @@ struct TopicStateMachine<Payload: Sendable> {
         tag: UInt64,
         reason: String,
         now: Duration
-    ) -> (Result<Void, OpenQError>, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    ) -> (Result<Void, OpenQError>, Effects) {
+        var effects = Effects()
         if let index = index(of: id), !subscriptions[index].tracksDeliveries { return (.success(()), effects) }
         switch liveDelivery(id, tag: tag, now: now, effects: &effects) {
         case .failure(let error):
@@ -821,8 +805,8 @@ struct TopicStateMachine<Payload: Sendable> {
         tag: UInt64,
         by duration: Duration,
         now: Duration
-    ) -> (Result<Void, OpenQError>, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    ) -> (Result<Void, OpenQError>, Effects) {
+        var effects = Effects()
         guard duration > .zero else {
             return (
                 .failure(.invalidConfiguration("A visibility extension must be positive; it was \(duration).")), effects
@@ -847,8 +831,8 @@ struct TopicStateMachine<Payload: Sendable> {
         consumer: ConsumerID,
         maximum: Duration,
         now: Duration
-    ) -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    ) -> Effects {
+        var effects = Effects()
         processDue(now: now, effects: &effects)
         guard let index = index(of: id), subscriptions[index].tracksDeliveries else { return effects }
         let timeout = subscriptions[index].configuration.acknowledgement.visibilityTimeout
@@ -868,7 +852,7 @@ struct TopicStateMachine<Payload: Sendable> {
         in index: Int,
         delay: Duration,
         now: Duration,
-        effects: inout Effects<Payload>
+        effects: inout Effects
     ) {
         if let maxDeliveries = configuration.deadLetter.maxDeliveries, pending.attempts >= maxDeliveries {
             deadLetter(pending, from: index, reason: "maxDeliveries", now: now, effects: &effects)
@@ -886,24 +870,25 @@ struct TopicStateMachine<Payload: Sendable> {
         from index: Int,
         reason: String,
         now: Duration,
-        effects: inout Effects<Payload>
+        effects: inout Effects
     ) {
         subscriptions[index].counters.deadLettered += 1
-        var message = pending.message
-        message.headers[MessageHeader.sourceTopic] = topic
-        message.headers[MessageHeader.sourceSubscription] = subscriptions[index].name
-        message.headers[MessageHeader.sourceSequenceNumber] = String(pending.message.sequenceNumber)
-        message.headers[MessageHeader.attempts] = String(pending.attempts)
-        message.headers[MessageHeader.deadLetterReason] = reason
-        if let lastError = pending.lastError { message.headers[MessageHeader.lastError] = lastError }
-        if message.headers[MessageHeader.firstPublishedAt] == nil {
-            message.headers[MessageHeader.firstPublishedAt] = String(pending.message.publishedAt.timeIntervalSince1970)
+        var headers = pending.stored.headers
+        headers[MessageHeader.sourceTopic] = topic
+        headers[MessageHeader.sourceSubscription] = subscriptions[index].name
+        headers[MessageHeader.sourceSequenceNumber] = String(pending.stored.sequenceNumber)
+        headers[MessageHeader.attempts] = String(pending.attempts)
+        headers[MessageHeader.deadLetterReason] = reason
+        if let lastError = pending.lastError { headers[MessageHeader.lastError] = lastError }
+        if headers[MessageHeader.firstPublishedAt] == nil {
+            headers[MessageHeader.firstPublishedAt] = String(pending.stored.publishedAt.timeIntervalSince1970)
         }
-        message.headers[MessageHeader.deadLetteredAt] = String(date(at: now).timeIntervalSince1970)
+        headers[MessageHeader.deadLetteredAt] = String(date(at: now).timeIntervalSince1970)
+        let message = pending.stored.withHeaders(headers)
         effects.deadLetters.append(message)
     }
 
-    private mutating func expire(_ tag: UInt64, in index: Int, now: Duration, effects: inout Effects<Payload>) {
+    private mutating func expire(_ tag: UInt64, in index: Int, now: Duration, effects: inout Effects) {
         guard var entry = subscriptions[index].inFlight.removeValue(forKey: tag) else { return }
         subscriptions[index].counters.expired += 1
         subscriptions[index].recordFate(.expired, tag: tag)
@@ -913,7 +898,7 @@ struct TopicStateMachine<Payload: Sendable> {
 
     // MARK: Deadlines
 
-    private mutating func pushDeadline(at time: Duration, _ kind: Deadline.Kind, effects: inout Effects<Payload>) {
+    private mutating func pushDeadline(at time: Duration, _ kind: Deadline.Kind, effects: inout Effects) {
         deadlineOrder += 1
         deadlines.insert(Deadline(at: time, order: deadlineOrder, kind: kind))
         pushesSinceCompaction += 1
@@ -922,7 +907,7 @@ struct TopicStateMachine<Payload: Sendable> {
     }
 
     /// Arms the timer for `time` unless it is armed for an earlier time already.
-    private mutating func arm(at time: Duration, effects: inout Effects<Payload>) {
+    private mutating func arm(at time: Duration, effects: inout Effects) {
         guard armedDeadline.map({ time < $0 }) ?? true else { return }
         armedDeadline = time
         timerGeneration += 1
@@ -950,8 +935,8 @@ struct TopicStateMachine<Payload: Sendable> {
     }
 
     /// The timer fired: process what is due and ask for the next wake-up.
-    mutating func timerFired(generation: UInt64, now: Duration) -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    mutating func timerFired(generation: UInt64, now: Duration) -> Effects {
+        var effects = Effects()
         if generation == timerGeneration { armedDeadline = nil }
         processDue(now: now, effects: &effects)
         // Processing may have armed the timer for a later deadline (a redelivery's visibility
@@ -962,7 +947,7 @@ struct TopicStateMachine<Payload: Sendable> {
 
     /// Handles every deadline at or before `now`: visibility timeouts, delayed messages and
     /// long-poll timeouts.
-    mutating func processDue(now: Duration, effects: inout Effects<Payload>) {
+    mutating func processDue(now: Duration, effects: inout Effects) {
         while let first = deadlines.min, first.at <= now {
             deadlines.removeMin()
             switch first.kind {
@@ -978,7 +963,7 @@ struct TopicStateMachine<Payload: Sendable> {
                 if scheduled.pending.attempts > 0 {
                     subscriptions[index].retries.append(scheduled.pending)
                 } else {
-                    subscriptions[index].ready.append(scheduled.pending, priority: scheduled.pending.message.priority)
+                    subscriptions[index].ready.append(scheduled.pending, priority: scheduled.pending.stored.priority)
                 }
                 serveWaiters(index, now: now, effects: &effects)
             case .poll(let id, let waiter):
@@ -995,8 +980,8 @@ struct TopicStateMachine<Payload: Sendable> {
 
     /// Empties one subscription (or all, and the retained messages, when `id` is nil).
     /// - Returns: the number of message copies removed.
-    mutating func purge(_ id: SubscriptionID?, now: Duration) -> (Result<Int, OpenQError>, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    mutating func purge(_ id: SubscriptionID?, now: Duration) -> (Result<Int, OpenQError>, Effects) {
+        var effects = Effects()
         var total = 0
         if let id {
             guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
@@ -1016,12 +1001,12 @@ struct TopicStateMachine<Payload: Sendable> {
 
     /// Takes up to `max` waiting messages out of a subscription (for redrive); they count as
     /// acknowledged there.
-    mutating func drain(_ id: SubscriptionID, max: Int, now: Duration) -> ([Message<Payload>], Effects<Payload>) {
-        var effects = Effects<Payload>()
+    mutating func drain(_ id: SubscriptionID, max: Int, now: Duration) -> ([StoredMessage], Effects) {
+        var effects = Effects()
         guard let index = index(of: id) else { return ([], effects) }
-        var drained: [Message<Payload>] = []
+        var drained: [StoredMessage] = []
         while drained.count < max, let pending = subscriptions[index].popVisible() {
-            drained.append(pending.message)
+            drained.append(pending.stored)
         }
         subscriptions[index].counters.acked += drained.count
         serveBlockedPublishers(now: now, effects: &effects)
@@ -1030,15 +1015,15 @@ struct TopicStateMachine<Payload: Sendable> {
 
     /// Puts messages back into the subscription they were drained from, keeping their headers;
     /// they count as neither routed nor acknowledged again.
-    mutating func restore(_ messages: [Message<Payload>], into id: SubscriptionID, now: Duration) -> (
-        (), Effects<Payload>
+    mutating func restore(_ messages: [StoredMessage], into id: SubscriptionID, now: Duration) -> (
+        (), Effects
     ) {
-        var effects = Effects<Payload>()
+        var effects = Effects()
         guard let index = index(of: id) else { return ((), effects) }
         subscriptions[index].counters.acked -= messages.count
         for message in messages {
             subscriptions[index].ready.append(
-                Pending(message: message, attempts: 0, lastError: nil), priority: message.priority)
+                Pending(stored: message, attempts: 0, lastError: nil), priority: message.priority)
         }
         serveWaiters(index, now: now, effects: &effects)
         return ((), effects)
@@ -1047,19 +1032,20 @@ struct TopicStateMachine<Payload: Sendable> {
     /// Puts messages straight into one subscription, past its bound (redrive), without the
     /// dead-letter headers and with a fresh attempt count.
     mutating func enqueue(
-        _ messages: [Message<Payload>],
+        _ messages: [StoredMessage],
         into id: SubscriptionID,
         now: Duration
-    ) -> (Result<Void, OpenQError>, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    ) -> (Result<Void, OpenQError>, Effects) {
+        var effects = Effects()
         guard lifecycle != .finished else { return (.failure(.shutDown("Topic '\(topic)'")), effects) }
         guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
         for message in messages {
-            var message = message
-            for key in MessageHeader.deadLetterKeys { message.headers[key] = nil }
+            var headers = message.headers
+            for key in MessageHeader.deadLetterKeys { headers[key] = nil }
+            let message = message.withHeaders(headers)
             subscriptions[index].counters.routed += 1
             subscriptions[index].ready.append(
-                Pending(message: message, attempts: 0, lastError: nil), priority: message.priority)
+                Pending(stored: message, attempts: 0, lastError: nil), priority: message.priority)
         }
         serveWaiters(index, now: now, effects: &effects)
         return (.success(()), effects)
@@ -1068,8 +1054,8 @@ struct TopicStateMachine<Payload: Sendable> {
     /// Takes dead letters from a source topic. They are never refused while the topic is open or
     /// draining: a full dead-letter topic applies its drop policies, and goes past its bound under
     /// `suspend` or `reject` rather than lose a message that was already accepted once.
-    mutating func acceptDeadLetters(_ requests: [PublishRequest<Payload>], now: Duration) -> (Bool, Effects<Payload>) {
-        var effects = Effects<Payload>()
+    mutating func acceptDeadLetters(_ requests: [PublishRequest], now: Duration) -> (Bool, Effects) {
+        var effects = Effects()
         guard lifecycle != .finished else { return (false, effects) }
         _ = commit(requests, now: now, effects: &effects)
         return (true, effects)
@@ -1079,8 +1065,8 @@ struct TopicStateMachine<Payload: Sendable> {
 
     /// Stops accepting publishes; publishers waiting for room fail with `shutDown`. Consumers
     /// keep receiving and settling.
-    mutating func beginShutdown() -> Effects<Payload> {
-        var effects = Effects<Payload>()
+    mutating func beginShutdown() -> Effects {
+        var effects = Effects()
         guard lifecycle == .open else { return effects }
         lifecycle = .draining
         while let publisher = blockedPublishers.popFirst() {
@@ -1123,7 +1109,7 @@ struct TopicStateMachine<Payload: Sendable> {
 
     /// Ends every consumer sequence. What stays in flight or waiting is reported, not lost: it
     /// stays in the (now closed) topic and is counted.
-    mutating func finish() -> Effects<Payload> {
+    mutating func finish() -> Effects {
         var effects = beginShutdown()
         lifecycle = .finished
         for index in subscriptions.indices {
@@ -1141,8 +1127,8 @@ struct TopicStateMachine<Payload: Sendable> {
         let nowDate = date(at: now)
         let subscriptionStatistics = subscriptions.map { subscription in
             let oldest = [
-                subscription.retries.lazy.map(\.message.publishedAt).min(),
-                subscription.ready.heads.map(\.message.publishedAt).min(),
+                subscription.retries.lazy.map(\.stored.publishedAt).min(),
+                subscription.ready.heads.map(\.stored.publishedAt).min(),
             ]
             .compactMap { $0 }.min()
             return SubscriptionStatistics(
@@ -1174,26 +1160,16 @@ struct TopicStateMachine<Payload: Sendable> {
 
 // MARK: - Supporting types
 
-/// What a publish asks for, before the topic stamps it.
+/// What a publish asks for: the message, not yet stamped, and when it becomes visible.
 @usableFromInline
-struct PublishRequest<Payload: Sendable>: Sendable {
-    @usableFromInline var payload: Payload
-    @usableFromInline var headers: [String: String]
-    @usableFromInline var priority: Int
+struct PublishRequest: Sendable {
+    @usableFromInline var message: StoredMessage
     @usableFromInline var delay: Duration
-    /// Set when a message keeps its identity (dead-lettering).
-    @usableFromInline var id: MessageID?
 
     @inlinable
-    init(
-        payload: Payload, headers: [String: String] = [:], priority: Int = 0, delay: Duration = .zero,
-        id: MessageID? = nil
-    ) {
-        self.payload = payload
-        self.headers = headers
-        self.priority = priority
+    init(_ message: StoredMessage, delay: Duration = .zero) {
+        self.message = message
         self.delay = delay
-        self.id = id
     }
 }
 
@@ -1218,8 +1194,8 @@ enum PublishDecision {
     case failed(OpenQError)
 }
 
-enum ReceiveDecision<Payload: Sendable> {
-    case messages([HandedMessage<Payload>])
+enum ReceiveDecision {
+    case messages([HandedMessage])
     /// Nothing visible: wait with this waiter id (second phase: `suspend`).
     case mustWait(UInt64)
     /// Nothing visible and the caller did not want to wait.
@@ -1230,39 +1206,15 @@ enum ReceiveDecision<Payload: Sendable> {
 
 /// A message handed to a consumer, with the receipt tag that settles it.
 @usableFromInline
-struct HandedMessage<Payload: Sendable>: Sendable {
-    @usableFromInline var stored: StoredMessage<Payload>
+struct HandedMessage: Sendable {
+    @usableFromInline var stored: StoredMessage
     @usableFromInline var tag: UInt64
     @usableFromInline var attempt: Int
-
-    @inlinable
-    var message: Message<Payload> { stored.message }
-
-    init(stored: StoredMessage<Payload>, tag: UInt64, attempt: Int) {
-        self.stored = stored
-        self.tag = tag
-        self.attempt = attempt
-    }
-
-    init(message: Message<Payload>, tag: UInt64, attempt: Int) {
-        self.init(stored: StoredMessage(message), tag: tag, attempt: attempt)
-    }
-}
-
-/// A published message, stored once and shared by every subscription and delivery that holds
-/// it. Immutable: dead-lettering makes a new message with its own headers.
-@usableFromInline
-final class StoredMessage<Payload: Sendable>: Sendable {
-    @usableFromInline let message: Message<Payload>
-
-    init(_ message: Message<Payload>) {
-        self.message = message
-    }
 }
 
 /// How a waiting consumer is resumed.
-enum WakeResult<Payload: Sendable>: Sendable {
-    case messages([HandedMessage<Payload>])
+enum WakeResult: Sendable {
+    case messages([HandedMessage])
     case timedOut
     case finished
     case cancelled
@@ -1274,13 +1226,13 @@ struct TimerRequest: Hashable {
 }
 
 /// What the storage must do after releasing the lock.
-struct Effects<Payload: Sendable> {
+struct Effects {
     /// The first consumer resumption is stored inline: a publish wakes at most one waiter in the
     /// common case, and this keeps that path free of an array allocation.
-    private var firstResumption: (UnsafeContinuation<WakeResult<Payload>, Never>, WakeResult<Payload>)?
-    private var moreResumptions: [(UnsafeContinuation<WakeResult<Payload>, Never>, WakeResult<Payload>)] = []
+    private var firstResumption: (UnsafeContinuation<WakeResult, Never>, WakeResult)?
+    private var moreResumptions: [(UnsafeContinuation<WakeResult, Never>, WakeResult)] = []
     var publishers: [(UnsafeContinuation<Void, any Error>, (any Error)?)] = []
-    var deadLetters: [Message<Payload>] = []
+    var deadLetters: [StoredMessage] = []
     var armTimer: TimerRequest?
 
     var isEmpty: Bool {
@@ -1288,7 +1240,7 @@ struct Effects<Payload: Sendable> {
     }
 
     mutating func resume(
-        _ continuation: UnsafeContinuation<WakeResult<Payload>, Never>, with result: WakeResult<Payload>
+        _ continuation: UnsafeContinuation<WakeResult, Never>, with result: WakeResult
     ) {
         if firstResumption == nil {
             firstResumption = (continuation, result)

@@ -38,8 +38,8 @@ extension TopicStorage {
     func redrive(max: Int, resolve: (String) -> TopicStorage?) -> Int {
         guard let id = state.withLock({ $0.subscriptionID(named: DeadLetterPolicy.subscriptionName) }) else { return 0 }
         let messages = withState { state, now in state.drain(id, max: max, now: now) }
-        var bySource: [String: [String: [Message<Payload>]]] = [:]
-        var unroutable: [Message<Payload>] = []
+        var bySource: [String: [String: [StoredMessage]]] = [:]
+        var unroutable: [StoredMessage] = []
         for message in messages {
             guard let topic = message.headers[MessageHeader.sourceTopic],
                 let subscription = message.headers[MessageHeader.sourceSubscription]

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -13,11 +14,10 @@ import Logging
 /// broker actor is not on this path.
 @usableFromInline
 final class TopicStorage: Sendable {
-    /// Inside the broker every payload is an erased `any Sendable`: the core is compiled once,
-    /// specialized, in this module. The typed shells box a payload on publish and cast it back on
-    /// delivery; `payloadType` says which type the topic carries.
-    @usableFromInline typealias Payload = any Sendable
-    typealias StateMachine = TopicStateMachine<Payload>
+    /// The core never sees a payload type: messages are ``StoredMessage``s, allocated typed by the
+    /// publishing shell, so the core is compiled once, specialized, in this module.
+    /// `payloadType` says which type the topic carries.
+    typealias StateMachine = TopicStateMachine
 
     let name: String
     let payloadType: Any.Type
@@ -27,6 +27,12 @@ final class TopicStorage: Sendable {
     /// Where dead letters go; `nil` when the topic has no dead-letter topic.
     let deadLetterTarget: TopicStorage?
     let state: LockedValueBox<StateMachine>
+    /// Bumped after every publish, outside the lock: a consumer that found nothing watches it for
+    /// a moment before it parks (see ``SubscriptionHandle/wait(consumer:max:pollTimeout:isolation:)``).
+    private let publishes = Atomic<UInt64>(0)
+    var publishCount: UInt64 {
+        @inline(__always) get { publishes.load(ordering: .relaxed) }
+    }
     private let timer = LockedValueBox<(generation: UInt64, task: Task<Void, Never>?)>((0, nil))
 
     init(
@@ -56,7 +62,7 @@ final class TopicStorage: Sendable {
 
     /// Runs one event under the lock and performs its effects after.
     @inline(__always)
-    func withState<Result>(_ body: (inout StateMachine, Duration) -> (Result, Effects<Payload>)) -> Result {
+    func withState<Result>(_ body: (inout StateMachine, Duration) -> (Result, Effects)) -> Result {
         let now = clock.now()
         let (result, effects, idle) = state.withLock { state in
             let (result, effects) = body(&state, now)
@@ -69,7 +75,7 @@ final class TopicStorage: Sendable {
         return result
     }
 
-    func perform(_ effects: consuming Effects<Payload>) {
+    func perform(_ effects: consuming Effects) {
         let deadLetters = effects.deadLetters
         let timerRequest = effects.armTimer
         effects.resumeAll()
@@ -81,26 +87,28 @@ final class TopicStorage: Sendable {
 
     /// Publishes one message; waits for room under `suspend`.
     @usableFromInline
-    nonisolated(nonsending) func publish(_ request: PublishRequest<Payload>) async throws {
+    nonisolated(nonsending) func publish(_ request: PublishRequest) async throws {
         let decision = withState { state, now in state.publish(CollectionOfOne(request), now: now) }
+        publishes.add(1, ordering: .relaxed)
         try await settle(decision) { [request] }
     }
 
     /// Publishes a batch atomically; waits for room for all of it under `suspend`.
     @usableFromInline
-    nonisolated(nonsending) func publish(_ requests: [PublishRequest<Payload>]) async throws {
+    nonisolated(nonsending) func publish(_ requests: [PublishRequest]) async throws {
         let decision = withState { state, now in state.publish(requests, now: now) }
+        publishes.add(1, ordering: .relaxed)
         try await settle(decision) { requests }
     }
 
     @usableFromInline
-    func tryPublish(_ request: PublishRequest<Payload>) -> PublishResult {
+    func tryPublish(_ request: PublishRequest) -> PublishResult {
         withState { state, now in state.tryPublish(request, now: now) }
     }
 
     private nonisolated(nonsending) func settle(
         _ decision: PublishDecision,
-        requests: () -> [PublishRequest<Payload>]
+        requests: () -> [PublishRequest]
     ) async throws {
         switch decision {
         case .accepted:
@@ -182,7 +190,7 @@ final class TopicStorage: Sendable {
 
     // MARK: Dead letters
 
-    private func forwardDeadLetters(_ messages: [Message<Payload>]) {
+    private func forwardDeadLetters(_ messages: [StoredMessage]) {
         guard let deadLetterTarget else {
             logger.warning(
                 "Discarded rejected messages: the topic has no dead-letter topic",
@@ -190,9 +198,7 @@ final class TopicStorage: Sendable {
             )
             return
         }
-        let requests = messages.map {
-            PublishRequest(payload: $0.payload, headers: $0.headers, priority: $0.priority, id: $0.id)
-        }
+        let requests = messages.map { PublishRequest($0) }
         let accepted = deadLetterTarget.withState { state, now in state.acceptDeadLetters(requests, now: now) }
         if !accepted {
             logger.error(
