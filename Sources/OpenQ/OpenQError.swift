@@ -96,6 +96,20 @@ extension OpenQError {
         Self(.invalidConfiguration, message, file: file, line: line)
     }
 
+    @usableFromInline
+    static func deliveryOfAnotherSubscription(
+        _ subscription: String,
+        topic: TopicStorage,
+        expected: String,
+        expectedTopic: TopicStorage
+    ) -> Self {
+        Self(
+            .invalidConfiguration,
+            "This delivery belongs to subscription '\(subscription)' of topic '\(topic.name)', not to "
+                + "'\(expected)' of topic '\(expectedTopic.name)'; settle it with its own ack()."
+        )
+    }
+
     static func subscriptionNotFound(
         _ name: String,
         topic: String,

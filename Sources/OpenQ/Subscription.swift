@@ -55,6 +55,50 @@ public struct Subscription<Payload: Sendable>: Sendable {
         }
     }
 
+    /// Acknowledges several deliveries of this subscription at once, under one lock acquisition
+    /// (like SQS's `DeleteMessageBatch`). Each delivery is settled on its own: one that expired or
+    /// was settled already does not keep the others from being acknowledged.
+    ///
+    /// ```swift
+    /// let batch = try await jobs.receive(max: 100, waitingUpTo: .seconds(1))
+    /// for delivery in batch { process(delivery.message.payload) }
+    /// let failures = await jobs.ack(batch)
+    /// ```
+    /// - Returns: the deliveries that were not acknowledged, each with the reason
+    ///   (``OpenQError/Code/receiptExpired``, ``OpenQError/Code/receiptAlreadySettled``,
+    ///   ``OpenQError/Code/shutDown``, ...), in the order given; empty when all were. A failed
+    ///   acknowledgement loses nothing: an expired delivery's message is delivered again, a settled
+    ///   one stays settled. A delivery of another subscription is returned with
+    ///   ``OpenQError/Code/invalidConfiguration`` and left alone.
+    @inlinable
+    @discardableResult
+    public nonisolated(nonsending) func ack(
+        _ deliveries: some Collection<Delivery<Payload>>
+    ) async -> [(delivery: Delivery<Payload>, error: OpenQError)] {
+        let storage = handle.storage
+        let id = handle.id
+        let isOwn = { (delivery: Delivery<Payload>) in delivery.storage === storage && delivery.subscriptionID == id }
+        var tags: [UInt64] = []
+        tags.reserveCapacity(deliveries.count)
+        for delivery in deliveries where isOwn(delivery) { tags.append(delivery.tag) }
+        let results = tags.isEmpty ? [] : storage.ack(id, tags: tags)
+        if tags.count == deliveries.count, !results.contains(where: { $0 != nil }) { return [] }
+        // Report in the caller's order.
+        var failures: [(delivery: Delivery<Payload>, error: OpenQError)] = []
+        var index = 0
+        for delivery in deliveries {
+            if isOwn(delivery) {
+                if let error = results[index] { failures.append((delivery, error)) }
+                index += 1
+            } else {
+                let error = OpenQError.deliveryOfAnotherSubscription(
+                    delivery.subscription, topic: delivery.storage, expected: name, expectedTopic: storage)
+                failures.append((delivery, error))
+            }
+        }
+        return failures
+    }
+
     /// Removes every message waiting, delayed or in flight in this subscription.
     /// - Returns: how many messages were removed.
     @discardableResult

@@ -56,6 +56,53 @@ struct AcknowledgementTests {
         #expect(try work.statistics().isBalanced)
     }
 
+    @Test func batchAck_acknowledgesEveryDeliveryInOneCall() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let work = try topic.subscription("w", acknowledgement: .manual)
+        try await topic.publish(contentsOf: 1...50)
+        let batch = try await work.receive(max: 50)
+        #expect(batch.count == 50)
+        #expect(await work.ack(batch).isEmpty)
+        let statistics = try work.statistics()
+        #expect(statistics.counters.acked == 50)
+        #expect(statistics.inFlight == 0)
+        #expect(statistics.isBalanced)
+        #expect(try await work.receive().isEmpty, "acknowledged messages are not delivered again")
+    }
+
+    @Test func batchAck_settlesEachDeliveryOnItsOwn_andReportsTheOnesItCouldNot() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
+        let other = try topic.subscription("other", acknowledgement: .manual)
+        try await topic.publish(1)
+        let expiring = try #require(try await work.receive().first)
+        clock.advance(by: .seconds(5))
+        try await topic.publish(contentsOf: 2...4)
+        let fresh = try await work.receive(max: 3)
+        try await fresh[0].ack()
+        clock.advance(by: .seconds(5))  // `expiring` passed its timeout; `fresh` has 5 s left
+        let foreign = try #require(try await other.receive(max: 1).first)
+
+        let failures = await work.ack([expiring] + fresh + [foreign])
+
+        #expect(failures.map(\.delivery.message.payload) == [1, 2, 1])
+        #expect(failures.map(\.error.code) == [.receiptExpired, .receiptAlreadySettled, .invalidConfiguration])
+        #expect(failures[2].delivery.subscription == "other")
+        let statistics = try work.statistics()
+        #expect(statistics.counters.acked == 3)
+        #expect(statistics.counters.expired == 1)
+        #expect(statistics.isBalanced)
+        // The expired message is not lost: it is delivered again. The foreign delivery is untouched.
+        let again = try #require(try await work.receive().first)
+        #expect(again.message.payload == 1)
+        #expect(again.attempt == 2)
+        #expect(try other.statistics().inFlight == 1)
+        try await foreign.ack()
+    }
+
     @Test func extendVisibility_keepsTheDeliveryInvisible() async throws {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)

@@ -268,7 +268,9 @@ enum WorkQueue {
 
 enum AtLeastOnce {
     /// publish → receive(max: batch) → ack, with the producer and the consumer in their own tasks.
-    static func openQ(batch: Int) -> Run {
+    /// `batchAck` acknowledges each received batch with one `Subscription.ack(_:)` call instead of
+    /// one `Delivery.ack()` per message.
+    static func openQ(batch: Int, batchAck: Bool) -> Run {
         { count in
             let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
             let subscription = try topic.subscription("work", acknowledgement: .manual)
@@ -278,10 +280,14 @@ enum AtLeastOnce {
             }
             var acked = 0
             while acked < count {
-                for delivery in try await subscription.receive(max: batch, waitingUpTo: .seconds(5)) {
-                    try await delivery.ack()
-                    acked += 1
+                let deliveries = try await subscription.receive(max: batch, waitingUpTo: .seconds(5))
+                if batchAck {
+                    let failures = await subscription.ack(deliveries)
+                    precondition(failures.isEmpty, "batch ack failed: \(failures.map(\.error))")
+                } else {
+                    for delivery in deliveries { try await delivery.ack() }
                 }
+                acked += deliveries.count
             }
             try await producer.value
             return (ContinuousClock.now - start, count)

@@ -180,7 +180,7 @@ let n = options.messages
 let rounds = options.rounds
 /// Whether a group of scenarios runs: `--only` names a group ("1→1") or one scenario of it
 /// ("1→1 batches"); ``compare(_:count:rounds:unit:openQ:peers:)`` then skips the others.
-func wanted(_ group: String) -> Bool { options.only.map { group.contains($0) || $0.hasPrefix(group) } ?? true }
+func wanted(_ group: String) -> Bool { options.only.map { group.contains($0) || $0.contains(group) } ?? true }
 var rows: [Row] = []
 log("openq-compare: \(n) messages, \(rounds) rounds, \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
@@ -212,10 +212,12 @@ if wanted("4→4") {
         peers: [("OpenQ 1→1 automatic", OneToOne.openQ)])
 }
 if wanted("ack") {
-    for batch in [1, 10, 100] {
+    for (batch, batchAck) in [(1, false), (10, false), (10, true), (100, false), (100, true)] {
+        let acks = batch == 1 ? "ack" : batchAck ? "batch ack" : "ack each"
         rows += try await compare(
-            "publish→receive→ack, batch \(batch)", count: max(n / 4, 1), rounds: rounds,
-            openQ: AtLeastOnce.openQ(batch: batch), peers: [("OpenQ 1→1 automatic", OneToOne.openQ)])
+            "publish→receive→\(acks), batch \(batch)", count: max(n / 4, 1), rounds: rounds,
+            openQ: AtLeastOnce.openQ(batch: batch, batchAck: batchAck),
+            peers: [("OpenQ 1→1 automatic", OneToOne.openQ)])
     }
 }
 if wanted("redeliver") {

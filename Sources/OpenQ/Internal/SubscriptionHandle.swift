@@ -144,7 +144,7 @@ final class ConsumerCursor {
     @usableFromInline
     func next(isolation: isolated (any Actor)? = #isolation) async -> HandedMessage? {
         if ended { return nil }
-        if Task.isCancelled {
+        if currentTaskIsCancelled() {
             end()
             return nil
         }
@@ -216,4 +216,11 @@ final class ConsumerCursor {
             ((), state.consumerEnded(id, consumer: consumer, unhanded: unhanded, now: now))
         }
     }
+}
+
+/// `Task.isCancelled` without its retain and release of the task: checked once per message a
+/// consumer hands out.
+@inline(__always)
+func currentTaskIsCancelled() -> Bool {
+    withUnsafeCurrentTask { $0?.isCancelled ?? false }
 }

@@ -123,7 +123,9 @@ struct TopicStateMachine {
 
     struct Deadline: Comparable {
         enum Kind {
-            case visibility(SubscriptionID, tag: UInt64)
+            /// The visibility timeout of deliveries handed out together (consecutive tags, one
+            /// deadline): one heap entry per batch, not per message.
+            case visibility(SubscriptionID, tags: Range<UInt64>)
             case scheduled(SubscriptionID, key: UInt64)
             case poll(SubscriptionID, waiter: UInt64)
         }
@@ -653,6 +655,7 @@ struct TopicStateMachine {
         let tracks = subscriptions[index].tracksDeliveries
         let timeout = subscriptions[index].configuration.acknowledgement.visibilityTimeout
         let subscriptionID = subscriptions[index].id
+        let firstTag = subscriptions[index].nextTag
         while batch.count < max, var pending = subscriptions[index].popVisible() {
             pending.attempts += 1
             subscriptions[index].counters.delivered += 1
@@ -667,12 +670,15 @@ struct TopicStateMachine {
                     deliveredAt: now,
                     deadline: deadline
                 )
-                pushDeadline(at: deadline, .visibility(subscriptionID, tag: tag), effects: &effects)
                 batch.append(HandedMessage(stored: pending.stored, tag: tag, attempt: pending.attempts))
             } else {
                 subscriptions[index].counters.acked += 1
                 batch.append(HandedMessage(stored: pending.stored, tag: 0, attempt: pending.attempts))
             }
+        }
+        if tracks, !batch.isEmpty {
+            let tags = firstTag..<subscriptions[index].nextTag
+            pushDeadline(at: now + timeout, .visibility(subscriptionID, tags: tags), effects: &effects)
         }
         if !tracks, !batch.isEmpty { serveBlockedPublishers(now: now, effects: &effects) }
         return batch
@@ -739,15 +745,47 @@ struct TopicStateMachine {
 
     mutating func ack(_ id: SubscriptionID, tag: UInt64, now: Duration) -> (Result<Void, OpenQError>, Effects) {
         var effects = Effects()
-        if let index = index(of: id), !subscriptions[index].tracksDeliveries { return (.success(()), effects) }
+        let result = settle(id, tag: tag, now: now, effects: &effects)
+        if case .success = result { serveBlockedPublishers(now: now, effects: &effects) }
+        return (result, effects)
+    }
+
+    /// Acknowledges several deliveries of one subscription in one event; each succeeds or fails
+    /// on its own.
+    /// - Returns: per tag, in order, `nil` when it was acknowledged or the reason it was not.
+    mutating func ack(_ id: SubscriptionID, tags: [UInt64], now: Duration) -> ([OpenQError?], Effects) {
+        var effects = Effects()
+        var failures: [OpenQError?] = []
+        failures.reserveCapacity(tags.count)
+        var acked = false
+        for tag in tags {
+            switch settle(id, tag: tag, now: now, effects: &effects) {
+            case .success:
+                acked = true
+                failures.append(nil)
+            case .failure(let error):
+                failures.append(error)
+            }
+        }
+        if acked { serveBlockedPublishers(now: now, effects: &effects) }
+        return (failures, effects)
+    }
+
+    /// The acknowledgement itself: the delivery leaves the in-flight set and counts as acked.
+    private mutating func settle(
+        _ id: SubscriptionID,
+        tag: UInt64,
+        now: Duration,
+        effects: inout Effects
+    ) -> Result<Void, OpenQError> {
+        if let index = index(of: id), !subscriptions[index].tracksDeliveries { return .success(()) }
         switch liveDelivery(id, tag: tag, now: now, effects: &effects) {
         case .failure(let error):
-            return (.failure(error), effects)
+            return .failure(error)
         case .success(let index):
             subscriptions[index].inFlight[tag] = nil
             subscriptions[index].counters.acked += 1
-            serveBlockedPublishers(now: now, effects: &effects)
-            return (.success(()), effects)
+            return .success(())
         }
     }
 
@@ -819,7 +857,7 @@ struct TopicStateMachine {
         case .success(let index):
             let deadline = now + duration
             subscriptions[index].inFlight[tag]?.deadline = deadline
-            pushDeadline(at: deadline, .visibility(id, tag: tag), effects: &effects)
+            pushDeadline(at: deadline, .visibility(id, tags: tag..<tag + 1), effects: &effects)
             return (.success(()), effects)
         }
     }
@@ -840,7 +878,7 @@ struct TopicStateMachine {
             let deadline = Swift.min(now + timeout, entry.deliveredAt + maximum)
             guard deadline > entry.deadline else { continue }
             subscriptions[index].inFlight[tag]?.deadline = deadline
-            pushDeadline(at: deadline, .visibility(id, tag: tag), effects: &effects)
+            pushDeadline(at: deadline, .visibility(id, tags: tag..<tag + 1), effects: &effects)
         }
         return effects
     }
@@ -925,8 +963,9 @@ struct TopicStateMachine {
 
     private func isLive(_ deadline: Deadline) -> Bool {
         switch deadline.kind {
-        case .visibility(let id, let tag):
-            return subscription(id)?.inFlight[tag]?.deadline == deadline.at
+        case .visibility(let id, let tags):
+            guard let subscription = subscription(id) else { return false }
+            return tags.contains { subscription.inFlight[$0]?.deadline == deadline.at }
         case .scheduled(let id, let key):
             return subscription(id)?.scheduled[key] != nil
         case .poll(let id, let waiter):
@@ -951,11 +990,11 @@ struct TopicStateMachine {
         while let first = deadlines.min, first.at <= now {
             deadlines.removeMin()
             switch first.kind {
-            case .visibility(let id, let tag):
-                guard let index = index(of: id), subscriptions[index].inFlight[tag]?.deadline == first.at else {
-                    continue
+            case .visibility(let id, let tags):
+                guard let index = index(of: id) else { continue }
+                for tag in tags where subscriptions[index].inFlight[tag]?.deadline == first.at {
+                    expire(tag, in: index, now: now, effects: &effects)
                 }
-                expire(tag, in: index, now: now, effects: &effects)
             case .scheduled(let id, let key):
                 guard let index = index(of: id),
                     let scheduled = subscriptions[index].scheduled.removeValue(forKey: key)

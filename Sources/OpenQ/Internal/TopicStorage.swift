@@ -136,6 +136,12 @@ final class TopicStorage: Sendable {
         try withState { state, now in state.ack(subscription, tag: tag, now: now) }.get()
     }
 
+    /// Acknowledges several deliveries of one subscription under one lock acquisition.
+    @usableFromInline
+    func ack(_ subscription: SubscriptionID, tags: [UInt64]) -> [OpenQError?] {
+        withState { state, now in state.ack(subscription, tags: tags, now: now) }
+    }
+
     @usableFromInline
     func nack(_ subscription: SubscriptionID, tag: UInt64, retryAfter: Duration?, error: String?) throws(OpenQError) {
         try withState { state, now in
@@ -161,8 +167,13 @@ final class TopicStorage: Sendable {
     // MARK: Timer
 
     /// One timer task per topic at a time: a newer (earlier) deadline replaces the armed one.
+    ///
+    /// The task holds the storage strongly until its deadline, or until `finish()` (topic deletion,
+    /// shutdown) cancels it. Not `[weak self]`: a weak reference gives the storage a side table, and
+    /// from then on every retain and release of it, one per delivery, takes the runtime's slow
+    /// path (perf: 9% of the manual-ack benchmark).
     private func arm(_ request: TimerRequest) {
-        let task = Task { [weak self, clock] in
+        let task = Task { [self, clock] in
             do {
                 try await clock.sleep(until: request.deadline)
             } catch {
@@ -170,7 +181,7 @@ final class TopicStorage: Sendable {
             }
             // Through withState like every other event, so a timer-driven change (an expiry that
             // dead-letters the last in-flight message) also wakes a shutdown waiting for idle.
-            self?.withState { state, now in ((), state.timerFired(generation: request.generation, now: now)) }
+            withState { state, now in ((), state.timerFired(generation: request.generation, now: now)) }
         }
         let replaced: Task<Void, Never>? = timer.withLock { timer in
             guard request.generation > timer.generation else { return task }
