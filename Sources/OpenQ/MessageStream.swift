@@ -2,8 +2,10 @@
 /// ``Topic/subscribe(startingAt:backlog:prefetch:)``.
 ///
 /// The sequence ends when its task is cancelled, the broker shuts down or the topic is deleted.
-/// Messages that were taken in a batch but not yet returned by `next()` go back to the
-/// subscription when it ends, and are counted as purged with it.
+/// A cancelled task gets at most 7 more messages of a batch it already took (cancellation is
+/// checked every 8 messages, not on each one, to keep the hot path cheap). Messages that were
+/// taken in a batch but not yet returned by `next()` go back to the subscription when it ends, and
+/// are counted as purged with it.
 public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Message<Payload>
     public typealias Failure = Never
@@ -45,8 +47,9 @@ extension MessageStream.AsyncIterator: Sendable {}
 /// The deliveries of a named subscription, from ``Subscription/deliveries(prefetch:)``.
 ///
 /// Each iterator is one consumer; consumers of the same subscription compete for its messages.
-/// The sequence ends when its task is cancelled, the subscription is removed or the broker shuts
-/// down; deliveries the consumer still holds unacknowledged then become visible again at once.
+/// The sequence ends when its task is cancelled (within at most 7 more deliveries of a batch it
+/// already took), the subscription is removed or the broker shuts down; deliveries the consumer
+/// still holds unacknowledged then become visible again at once.
 public struct DeliverySequence<Payload: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Delivery<Payload>
     public typealias Failure = Never

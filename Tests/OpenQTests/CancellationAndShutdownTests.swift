@@ -33,6 +33,35 @@ struct CancellationAndShutdownTests {
         #expect(try work.statistics().consumers == 0)
     }
 
+    @Test func aCancelledConsumer_stopsWithinTheCancellationStride_andReturnsTheRest() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(3600)))
+        try await topic.publish(contentsOf: 1...100)
+        let consumer = Task {
+            var afterCancel = 0
+            for await delivery in work.deliveries(prefetch: 100) {
+                try await delivery.ack()
+                if delivery.message.payload == 3 {
+                    withUnsafeCurrentTask { $0?.cancel() }  // cancelled while it holds 97 prefetched
+                } else if delivery.message.payload > 3 {
+                    afterCancel += 1
+                }
+            }
+            return afterCancel
+        }
+        let afterCancel = try await consumer.value
+        #expect(afterCancel < ConsumerCursor.cancellationStride)
+        // Whatever was not handed out goes back at once, with its attempt given back.
+        let statistics = try work.statistics()
+        #expect(statistics.counters.acked == 3 + afterCancel)
+        #expect(statistics.depth == 97 - afterCancel)
+        #expect(statistics.inFlight == 0)
+        let returned = try await work.receive(max: 100)
+        #expect(returned.map(\.message.payload) == Array((4 + afterCancel)...100))
+        #expect(returned.allSatisfy { $0.attempt == 1 })
+    }
+
     @Test func cancellingAWaitingConsumer_endsItsSequencePromptly() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("jobs", of: Int.self)

@@ -144,7 +144,10 @@ final class ConsumerCursor {
     @usableFromInline
     func next(isolation: isolated (any Actor)? = #isolation) async -> HandedMessage? {
         if ended { return nil }
-        if currentTaskIsCancelled() {
+        // Cancellation is checked when the buffer is refilled and every `cancellationStride`
+        // messages in between, not per message: reading a task's status is an atomic 16-byte
+        // load (a locked cmpxchg16b on x86-64), 8% of the batched benchmark when done per message.
+        if position % Self.cancellationStride == 0 || position >= buffer.count, Task.isCancelled {
             end()
             return nil
         }
@@ -203,6 +206,8 @@ final class ConsumerCursor {
     /// Counter reads without a new publish, once something was published, before taking it.
     private static let quietGap = 2_000
     private static let batchTarget = 64
+    /// A consumer notices its task's cancellation within this many messages of its buffer.
+    static let cancellationStride = 8
 
     func end() {
         guard !ended else { return }
@@ -216,11 +221,4 @@ final class ConsumerCursor {
             ((), state.consumerEnded(id, consumer: consumer, unhanded: unhanded, now: now))
         }
     }
-}
-
-/// `Task.isCancelled` without its retain and release of the task: checked once per message a
-/// consumer hands out.
-@inline(__always)
-func currentTaskIsCancelled() -> Bool {
-    withUnsafeCurrentTask { $0?.isCancelled ?? false }
 }
