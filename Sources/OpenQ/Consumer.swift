@@ -84,7 +84,7 @@ public final class Consumer<Payload: Sendable>: Sendable {
                     case .messages(let batch) = await handle.wait(
                         consumer: consumer, max: concurrency - running, pollTimeout: nil)
                 else { break }
-                for handed in batch {
+                for handed in batch.all {
                     running += 1
                     let delivery = Delivery<Payload>(handed, handle: handle, subscription: subscription)
                     group.addTask { await Self.handle(delivery, with: handler, logger: storage.logger) }

@@ -55,7 +55,7 @@ struct Machine {
     mutating func receive(_ id: SubscriptionID, max: Int = 100, consumer: ConsumerID? = nil) -> [HandedMessage] {
         let (decision, effects) = state.receive(id, consumer: consumer, max: max, canWait: false, now: now)
         collect(effects)
-        if case .messages(let batch) = decision { return batch }
+        if case .messages(let batch) = decision { return batch.all }
         return []
     }
 
@@ -643,5 +643,29 @@ struct StateMachineShutdownTests {
             }
         }
         #expect(handedBack)
+    }
+}
+
+@Suite("ReadyQueue: priority levels and batch takes")
+struct ReadyQueueTests {
+    @Test func take_movesASingleLevelOutWhole_andKeepsWorkingAfterwards() {
+        var queue = ReadyQueue<Int>()
+        for value in 1...5 { queue.append(value, priority: 0) }
+        #expect(Array(queue.take(upTo: 10)) == [1, 2, 3, 4, 5])
+        #expect(queue.count == 0)
+        queue.append(6, priority: 0)
+        #expect(Array(queue.take(upTo: 10)) == [6])
+        #expect(queue.take(upTo: 10).isEmpty)
+    }
+
+    @Test func take_respectsMax_andPriorityOrder_acrossLevels() {
+        var queue = ReadyQueue<Int>()
+        for value in 1...3 { queue.append(value, priority: 0) }
+        for value in 10...11 { queue.append(value, priority: 5) }
+        queue.append(20, priority: -1)
+        #expect(Array(queue.take(upTo: 4)) == [10, 11, 1, 2])
+        #expect(queue.count == 2)
+        #expect(Array(queue.take(upTo: 4)) == [3, 20])
+        #expect(queue.count == 0)
     }
 }

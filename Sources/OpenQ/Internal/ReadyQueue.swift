@@ -33,6 +33,26 @@ struct ReadyQueue<Element> {
         return nil
     }
 
+    /// Removes up to `max` elements in delivery order. When they are all of one level's elements,
+    /// that level's storage is moved out whole instead of element by element (the common case: one
+    /// priority level, a consumer that keeps up).
+    mutating func take(upTo max: Int) -> Deque<Element> {
+        guard count > 0, max > 0 else { return [] }
+        if count <= max, let level = levels.firstIndex(where: { !$0.items.isEmpty }),
+            levels[level].items.count == count
+        {
+            var replacement = Deque<Element>()
+            replacement.reserveCapacity(Swift.min(count, 1_024))
+            count = 0
+            swap(&levels[level].items, &replacement)
+            return replacement
+        }
+        var taken = Deque<Element>()
+        taken.reserveCapacity(Swift.min(max, count))
+        while taken.count < max, let element = popFirst() { taken.append(element) }
+        return taken
+    }
+
     /// Removes the message an overflow policy gives up first: the oldest of the lowest priority.
     mutating func popLeastUrgent() -> Element? {
         guard count > 0 else { return nil }

@@ -19,12 +19,15 @@
 /// dead letters and redrives only move between topics that carry the same type.
 @usableFromInline
 class StoredMessage: @unchecked Sendable {
+    // The stamped fields skip the runtime's dynamic exclusivity checks: they are written once,
+    // under the topic's lock, before any other task can reach the message, and only read after.
+
     /// `MessageID.unassigned` until the topic stamps it; preset for a message that keeps its
     /// identity (a dead letter, a redrive).
-    @usableFromInline final var id: MessageID
-    @usableFromInline final var topic = ""
-    @usableFromInline final var sequenceNumber: UInt64 = 0
-    @usableFromInline final var publishedAt = Date(timeIntervalSince1970: 0)
+    @exclusivity(unchecked) @usableFromInline final var id: MessageID
+    @exclusivity(unchecked) @usableFromInline final var topic = ""
+    @exclusivity(unchecked) @usableFromInline final var sequenceNumber: UInt64 = 0
+    @exclusivity(unchecked) @usableFromInline final var publishedAt = Date(timeIntervalSince1970: 0)
     @usableFromInline final let headers: [String: String]
     @usableFromInline final let priority: Int
 

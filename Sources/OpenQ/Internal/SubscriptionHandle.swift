@@ -1,3 +1,5 @@
+import DequeModule
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -57,7 +59,7 @@ final class SubscriptionHandle: Sendable {
         }
         switch await wait(consumer: nil, max: max, pollTimeout: timeout) {
         case .messages(let batch):
-            return batch
+            return batch.all
         case .timedOut:
             return []
         case .cancelled:
@@ -126,10 +128,17 @@ final class ConsumerCursor {
     let handle: SubscriptionHandle
     let consumer: ConsumerID?
     private let prefetch: Int
-    private var buffer: [HandedMessage] = []
-    private var position = 0
-    private var ended = false
-    private var lastSeen: UInt64 = .max
+    // One task uses a cursor at a time (its iterators are not Sendable), so the per-access dynamic
+    // exclusivity checks of class properties (5% of the batched benchmark) buy nothing here.
+
+    /// The taken batch: tracked deliveries in reverse (the next one is the last element, so handing
+    /// it out moves it out of the array instead of copying and retaining it), then first deliveries
+    /// of an automatic subscription, popped from the front.
+    @exclusivity(unchecked) private var handed: [HandedMessage] = []
+    @exclusivity(unchecked) private var fresh: Deque<StoredMessage> = []
+    @exclusivity(unchecked) private var handedSinceCheck = 0
+    @exclusivity(unchecked) private var ended = false
+    @exclusivity(unchecked) private var lastSeen: UInt64 = .max
 
     @usableFromInline
     init(handle: SubscriptionHandle, prefetch: Int) {
@@ -144,27 +153,39 @@ final class ConsumerCursor {
     @usableFromInline
     func next(isolation: isolated (any Actor)? = #isolation) async -> HandedMessage? {
         if ended { return nil }
-        // Cancellation is checked when the buffer is refilled and every `cancellationStride`
-        // messages in between, not per message: reading a task's status is an atomic 16-byte
-        // load (a locked cmpxchg16b on x86-64), 8% of the batched benchmark when done per message.
-        if position % Self.cancellationStride == 0 || position >= buffer.count, Task.isCancelled {
-            end()
-            return nil
-        }
-        if position < buffer.count {
-            position += 1
-            return buffer[position - 1]
+        if !handed.isEmpty || !fresh.isEmpty {
+            // Cancellation is checked when the buffer is refilled and every `cancellationStride`
+            // messages in between, not per message: reading a task's status is an atomic 16-byte
+            // load (a locked cmpxchg16b on x86-64), 8% of the batched benchmark when done per
+            // message.
+            handedSinceCheck += 1
+            if handedSinceCheck == Self.cancellationStride {
+                handedSinceCheck = 0
+                if Task.isCancelled {
+                    end()
+                    return nil
+                }
+            }
+            return takeBuffered()
         }
         awaitBatch()
         switch await handle.wait(consumer: consumer, max: prefetch, pollTimeout: nil) {
         case .messages(let batch):
-            buffer = batch
-            position = 1
-            return batch[0]
+            handed = batch.handed
+            handed.reverse()
+            fresh = batch.fresh
+            handedSinceCheck = 0
+            return takeBuffered()
         case .cancelled, .finished, .timedOut:
             end()
             return nil
         }
+    }
+
+    /// The next buffered message; the buffer is not empty.
+    private func takeBuffered() -> HandedMessage {
+        if let next = handed.popLast() { return next }
+        return HandedMessage(stored: fresh.removeFirst(), tag: 0, attempt: 1)
     }
 
     /// Before a consumer whose buffer ran dry takes the lock to wait, it watches the topic's
@@ -212,9 +233,9 @@ final class ConsumerCursor {
     func end() {
         guard !ended else { return }
         ended = true
-        let unhanded = Array(buffer[position...])
-        buffer = []
-        position = 0
+        let unhanded = handed.reversed() + fresh.map { HandedMessage(stored: $0, tag: 0, attempt: 1) }
+        handed = []
+        fresh = []
         guard let consumer else { return }
         let id = handle.id
         handle.storage.withState { state, now in

@@ -75,7 +75,9 @@ struct TopicStateMachine {
         var overflow: OverflowPolicy
 
         var retries: Deque<Pending> = []
-        var ready = ReadyQueue<Pending>()
+        /// Messages waiting for their first delivery; their attempt count is 0 and they have no
+        /// error yet, so the queue holds just the message.
+        var ready = ReadyQueue<StoredMessage>()
         var scheduled: [UInt64: Scheduled] = [:]
         var inFlight: [UInt64: InFlight] = [:]
         var fates: [UInt64: ReceiptFate] = [:]
@@ -92,7 +94,7 @@ struct TopicStateMachine {
 
         mutating func popVisible() -> Pending? {
             if let retry = retries.popFirst() { return retry }
-            return ready.popFirst()
+            return ready.popFirst().map { Pending(stored: $0, attempts: 0, lastError: nil) }
         }
 
         /// Removes the messages that wait (visible or scheduled); returns how many.
@@ -456,7 +458,7 @@ struct TopicStateMachine {
         if let visibleAt {
             schedule(pending, in: index, at: visibleAt, effects: &effects)
         } else {
-            subscriptions[index].ready.append(pending, priority: pending.stored.priority)
+            subscriptions[index].ready.append(pending.stored, priority: pending.stored.priority)
         }
         return true
     }
@@ -497,8 +499,7 @@ struct TopicStateMachine {
             case .time(let time): if message.publishedAt < time { continue }
             }
             subscription.counters.routed += 1
-            subscription.ready.append(
-                Pending(stored: message, attempts: 0, lastError: nil), priority: message.priority)
+            subscription.ready.append(message, priority: message.priority)
         }
     }
 
@@ -649,10 +650,17 @@ struct TopicStateMachine {
         consumer: ConsumerID?,
         now: Duration,
         effects: inout Effects
-    ) -> [HandedMessage] {
+    ) -> DeliveryBatch {
+        let tracks = subscriptions[index].tracksDeliveries
+        if !tracks, subscriptions[index].retries.isEmpty {
+            let fresh = subscriptions[index].ready.take(upTo: max)
+            subscriptions[index].counters.delivered += fresh.count
+            subscriptions[index].counters.acked += fresh.count
+            if !fresh.isEmpty { serveBlockedPublishers(now: now, effects: &effects) }
+            return DeliveryBatch(fresh: fresh)
+        }
         var batch: [HandedMessage] = []
         batch.reserveCapacity(Swift.min(max, subscriptions[index].visibleCount))
-        let tracks = subscriptions[index].tracksDeliveries
         let timeout = subscriptions[index].configuration.acknowledgement.visibilityTimeout
         let subscriptionID = subscriptions[index].id
         let firstTag = subscriptions[index].nextTag
@@ -681,7 +689,7 @@ struct TopicStateMachine {
             pushDeadline(at: now + timeout, .visibility(subscriptionID, tags: tags), effects: &effects)
         }
         if !tracks, !batch.isEmpty { serveBlockedPublishers(now: now, effects: &effects) }
-        return batch
+        return DeliveryBatch(handed: batch)
     }
 
     private mutating func serveWaiters(_ index: Int, now: Duration, effects: inout Effects) {
@@ -1002,7 +1010,8 @@ struct TopicStateMachine {
                 if scheduled.pending.attempts > 0 {
                     subscriptions[index].retries.append(scheduled.pending)
                 } else {
-                    subscriptions[index].ready.append(scheduled.pending, priority: scheduled.pending.stored.priority)
+                    subscriptions[index].ready.append(
+                        scheduled.pending.stored, priority: scheduled.pending.stored.priority)
                 }
                 serveWaiters(index, now: now, effects: &effects)
             case .poll(let id, let waiter):
@@ -1061,8 +1070,7 @@ struct TopicStateMachine {
         guard let index = index(of: id) else { return ((), effects) }
         subscriptions[index].counters.acked -= messages.count
         for message in messages {
-            subscriptions[index].ready.append(
-                Pending(stored: message, attempts: 0, lastError: nil), priority: message.priority)
+            subscriptions[index].ready.append(message, priority: message.priority)
         }
         serveWaiters(index, now: now, effects: &effects)
         return ((), effects)
@@ -1083,8 +1091,7 @@ struct TopicStateMachine {
             for key in MessageHeader.deadLetterKeys { headers[key] = nil }
             let message = message.withHeaders(headers)
             subscriptions[index].counters.routed += 1
-            subscriptions[index].ready.append(
-                Pending(stored: message, attempts: 0, lastError: nil), priority: message.priority)
+            subscriptions[index].ready.append(message, priority: message.priority)
         }
         serveWaiters(index, now: now, effects: &effects)
         return (.success(()), effects)
@@ -1167,7 +1174,7 @@ struct TopicStateMachine {
         let subscriptionStatistics = subscriptions.map { subscription in
             let oldest = [
                 subscription.retries.lazy.map(\.stored.publishedAt).min(),
-                subscription.ready.heads.map(\.stored.publishedAt).min(),
+                subscription.ready.heads.map(\.publishedAt).min(),
             ]
             .compactMap { $0 }.min()
             return SubscriptionStatistics(
@@ -1234,7 +1241,7 @@ enum PublishDecision {
 }
 
 enum ReceiveDecision {
-    case messages([HandedMessage])
+    case messages(DeliveryBatch)
     /// Nothing visible: wait with this waiter id (second phase: `suspend`).
     case mustWait(UInt64)
     /// Nothing visible and the caller did not want to wait.
@@ -1251,9 +1258,27 @@ struct HandedMessage: Sendable {
     @usableFromInline var attempt: Int
 }
 
+/// What a consumer takes in one go.
+///
+/// An automatically acknowledged subscription's first deliveries are moved out of its queue whole
+/// (`fresh`: each is attempt 1 and needs no receipt), so taking them holds the lock for a moment
+/// whatever their number; tracked deliveries and repeated ones carry their receipt (`handed`).
+struct DeliveryBatch: Sendable {
+    var handed: [HandedMessage] = []
+    var fresh: Deque<StoredMessage> = []
+
+    var count: Int { handed.count + fresh.count }
+    var isEmpty: Bool { handed.isEmpty && fresh.isEmpty }
+
+    /// Every message of the batch with its receipt, `handed` first.
+    var all: [HandedMessage] {
+        handed + fresh.map { HandedMessage(stored: $0, tag: 0, attempt: 1) }
+    }
+}
+
 /// How a waiting consumer is resumed.
 enum WakeResult: Sendable {
-    case messages([HandedMessage])
+    case messages(DeliveryBatch)
     case timedOut
     case finished
     case cancelled
