@@ -190,14 +190,15 @@ final class ConsumerCursor {
 
     /// Before a consumer whose buffer ran dry takes the lock to wait, it watches the topic's
     /// publish counter for a moment (about 2 µs at most) and goes on as soon as a batch's worth
-    /// was published, or the producer paused after publishing something.
+    /// was published, or no publish came for about half a microsecond (the producer paused, or is
+    /// not running: with many consumers on few cores, waiting longer only keeps it off the core).
     ///
     /// Why: a consumer that is faster than its producer otherwise takes one message per lock
     /// acquisition, fights the producer for the lock and parks after every message, and on a
     /// virtual machine each park and wake-up costs microseconds of kernel time. Letting a few
     /// messages gather turns that into one lock acquisition per batch. A message that arrives
-    /// while the consumer watches waits at most the quiet gap (about half a microsecond). Skipped
-    /// on a single core, where spinning only delays the producer.
+    /// while the consumer watches waits at most the quiet gap. Skipped on a single core, where
+    /// spinning only delays the producer.
     private func awaitBatch() {
         guard Self.spins else { return }
         let storage = handle.storage
@@ -214,7 +215,7 @@ final class ConsumerCursor {
             if current != last {
                 last = current
                 quiet = 0
-            } else if current != start {
+            } else {
                 quiet += 1
                 if quiet >= Self.quietGap { return }
             }
@@ -224,7 +225,7 @@ final class ConsumerCursor {
     private static let spins = ProcessInfo.processInfo.activeProcessorCount > 1
     /// Counter reads before parking anyway (about 2 µs on the 2-core VM the benchmarks run on).
     private static let spinBudget = 8_000
-    /// Counter reads without a new publish, once something was published, before taking it.
+    /// Counter reads without a new publish before the consumer stops watching.
     private static let quietGap = 2_000
     private static let batchTarget = 64
     /// A consumer notices its task's cancellation within this many messages of its buffer.
