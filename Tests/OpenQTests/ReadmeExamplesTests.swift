@@ -48,10 +48,11 @@ struct ReadmeExamplesTests {
         try await orders.publish(OrderPlaced(id: 1), headers: ["source": "api"])
         try await orders.publish(contentsOf: (2...10).map(OrderPlaced.init))
 
-        // Long-polling pull, as SQS ReceiveMessage.
-        for delivery in try await reports.receive(max: 10, waitingUpTo: .seconds(5)) {
-            try await delivery.ack()
-        }
+        // Long-polling pull, as SQS ReceiveMessage, and one acknowledgement for the whole batch.
+        let batch = try await reports.receive(max: 10, waitingUpTo: .seconds(5))
+        for delivery in batch { print("report", delivery.message.payload.id) }
+        let failed = await reports.ack(batch)  // the deliveries it could not ack, with the reason
+        print("not acknowledged:", failed.count)
 
         print(await queue.statistics())
         let report = await queue.shutdown(gracePeriod: .seconds(5))
@@ -61,6 +62,8 @@ struct ReadmeExamplesTests {
         #expect(report.unacknowledged == 0 && report.undelivered == 0)
         #expect(report.statistics.topic("orders")?.published == 10)
         #expect(report.statistics.topic("orders")?.subscription("billing")?.counters.acked == 10)
+        #expect(batch.count == 10 && failed.isEmpty)
+        #expect(report.statistics.topic("orders")?.subscription("reports")?.counters.acked == 10)
     }
 
     @Test func errors() async throws {

@@ -114,7 +114,7 @@ func compare(
     openQ: Run,
     peers: [(String, Run)]
 ) async throws -> [Row] {
-    if let only = options.only, !scenario.contains(only), !only.contains(scenario) { return [] }
+    if let only = options.only, !wholeGroup, !scenario.contains(only), !only.contains(scenario) { return [] }
     var openQSamples: [Double] = []
     let peers = options.openQOnly ? [] : peers.filter { options.peer.map($0.0.contains) ?? true }
     var peerSamples = Array(repeating: [Double](), count: peers.count)
@@ -178,9 +178,16 @@ if let probe = options.memoryProbe {
 
 let n = options.messages
 let rounds = options.rounds
-/// Whether a group of scenarios runs: `--only` names a group ("1→1") or one scenario of it
-/// ("1→1 batches"); ``compare(_:count:rounds:unit:openQ:peers:)`` then skips the others.
-func wanted(_ group: String) -> Bool { options.only.map { group.contains($0) || $0.contains(group) } ?? true }
+/// Whether a group of scenarios runs: `--only` names the group ("1→1", "scale"), or one of its
+/// scenarios by a part of its name ("1→1 batches", "10k topics"; `others` lists the names that do
+/// not contain the group's key). ``compare(_:count:rounds:unit:openQ:peers:)`` then skips the
+/// scenarios of the group that were not named.
+func wanted(_ group: String, others: String...) -> Bool {
+    guard let only = options.only else { return true }
+    wholeGroup = group.contains(only)
+    return wholeGroup || only.contains(group) || others.contains { $0.contains(only) || only.contains($0) }
+}
+nonisolated(unsafe) var wholeGroup = true
 var rows: [Row] = []
 log("openq-compare: \(n) messages, \(rounds) rounds, \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
@@ -220,7 +227,7 @@ if wanted("ack") {
             peers: [("OpenQ 1→1 automatic", OneToOne.openQ)])
     }
 }
-if wanted("redeliver") {
+if wanted("redeliver", others: "dead-letter") {
     rows += try await compare(
         "nack + redeliver", count: max(n / 4, 1), rounds: rounds, unit: "deliveries/s",
         openQ: Redelivery.nackAndRedeliver, peers: [])
@@ -259,7 +266,7 @@ if wanted("memory") {
             scenario: "memory, \(count) messages held", unit: "bytes/msg", higherIsBetter: false, peer: "AsyncStream",
             openQ: openQ, peerSamples: stream))
 }
-if wanted("scale") {
+if wanted("scale", others: "10k topics", "2 producers") {
     rows += try await compare(
         "10k topics, 1 subscriber each", count: max(n, Scale.topicCount), rounds: max(rounds / 2, 1),
         openQ: Scale.manyTopics, peers: [("10k AsyncStreams", Scale.manyAsyncStreams)])
