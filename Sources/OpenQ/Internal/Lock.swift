@@ -89,6 +89,10 @@ private final class LockStorage<Value>: ManagedBuffer<Value, pthread_mutex_t> {
     }
 }
 
+/// Whether the process may run on more than one core: spinning for another thread helps only
+/// then. Read once; the lock and the consumer cursor both ask.
+let runsOnSeveralCores = ProcessInfo.processInfo.activeProcessorCount > 1
+
 #if !DEBUG
     /// How many times a contended lock retries `trylock` before it blocks: on more than one core,
     /// a topic's critical sections are short (a publish, a batch taken or acknowledged), and
@@ -96,5 +100,5 @@ private final class LockStorage<Value>: ManagedBuffer<Value, pthread_mutex_t> {
     /// (measured: the manual-ack benchmark with batches of 100 went from 1.5 M to 2.0 M msgs/s,
     /// from 1 000 retries on, more gained little). On one core the owner cannot run while we
     /// spin, so we do not.
-    private let contendedLockRetries = ProcessInfo.processInfo.activeProcessorCount > 1 ? 1_000 : 0
+    private let contendedLockRetries = runsOnSeveralCores ? 1_000 : 0
 #endif

@@ -1,11 +1,5 @@
 import DequeModule
 
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
-
 /// The storage and id of one subscription, shared by its public shells and consumer cursors.
 ///
 /// An anonymous subscription (from ``Topic/subscribe(startingAt:backlog:prefetch:)``) is removed
@@ -185,13 +179,14 @@ final class ConsumerCursor {
     /// The next buffered message; the buffer is not empty.
     private func takeBuffered() -> HandedMessage {
         if let next = handed.popLast() { return next }
-        return HandedMessage(stored: fresh.removeFirst(), tag: 0, attempt: 1)
+        return HandedMessage(firstAutomaticDeliveryOf: fresh.removeFirst())
     }
 
     /// Before a consumer whose buffer ran dry takes the lock to wait, it watches the topic's
-    /// publish counter for a moment (about 2 µs at most) and goes on as soon as a batch's worth
-    /// was published, or no publish came for about half a microsecond (the producer paused, or is
-    /// not running: with many consumers on few cores, waiting longer only keeps it off the core).
+    /// publish counter for a moment (about 2 µs at most) and goes on as soon as `batchTarget`
+    /// publish calls came (a batch publish counts once: its messages are all there), or no
+    /// publish came for about half a microsecond (the producer paused, or is not running: with
+    /// many consumers on few cores, waiting longer only keeps it off the core).
     ///
     /// Why: a consumer that is faster than its producer otherwise takes one message per lock
     /// acquisition, fights the producer for the lock and parks after every message, and on a
@@ -200,7 +195,7 @@ final class ConsumerCursor {
     /// while the consumer watches waits at most the quiet gap. Skipped on a single core, where
     /// spinning only delays the producer.
     private func awaitBatch() {
-        guard Self.spins else { return }
+        guard runsOnSeveralCores else { return }
         let storage = handle.storage
         let start = storage.publishCount
         defer { lastSeen = storage.publishCount }
@@ -222,7 +217,6 @@ final class ConsumerCursor {
         }
     }
 
-    private static let spins = ProcessInfo.processInfo.activeProcessorCount > 1
     /// Counter reads before parking anyway (about 2 µs on the 2-core VM the benchmarks run on).
     private static let spinBudget = 8_000
     /// Counter reads without a new publish before the consumer stops watching.
@@ -234,7 +228,7 @@ final class ConsumerCursor {
     func end() {
         guard !ended else { return }
         ended = true
-        let unhanded = handed.reversed() + fresh.map { HandedMessage(stored: $0, tag: 0, attempt: 1) }
+        let unhanded = DeliveryBatch(handed: handed.reversed(), fresh: fresh).all
         handed = []
         fresh = []
         guard let consumer else { return }

@@ -661,7 +661,8 @@ struct TopicStateMachine {
         }
         var batch: [HandedMessage] = []
         batch.reserveCapacity(Swift.min(max, subscriptions[index].visibleCount))
-        let timeout = subscriptions[index].configuration.acknowledgement.visibilityTimeout
+        // Every delivery of one take shares one visibility deadline (and one heap entry).
+        let deadline = now + subscriptions[index].configuration.acknowledgement.visibilityTimeout
         let subscriptionID = subscriptions[index].id
         let firstTag = subscriptions[index].nextTag
         while batch.count < max, var pending = subscriptions[index].popVisible() {
@@ -671,7 +672,6 @@ struct TopicStateMachine {
             if tracks {
                 let tag = subscriptions[index].nextTag
                 subscriptions[index].nextTag += 1
-                let deadline = now + timeout
                 subscriptions[index].inFlight[tag] = InFlight(
                     pending: pending,
                     consumer: consumer,
@@ -686,7 +686,7 @@ struct TopicStateMachine {
         }
         if tracks, !batch.isEmpty {
             let tags = firstTag..<subscriptions[index].nextTag
-            pushDeadline(at: now + timeout, .visibility(subscriptionID, tags: tags), effects: &effects)
+            pushDeadline(at: deadline, .visibility(subscriptionID, tags: tags), effects: &effects)
         }
         if !tracks, !batch.isEmpty { serveBlockedPublishers(now: now, effects: &effects) }
         return DeliveryBatch(handed: batch)
@@ -1258,6 +1258,14 @@ struct HandedMessage: Sendable {
     @usableFromInline var attempt: Int
 }
 
+extension HandedMessage {
+    /// The first delivery of a message to an automatically acknowledged subscription: attempt 1,
+    /// and no receipt to settle.
+    init(firstAutomaticDeliveryOf stored: StoredMessage) {
+        self.init(stored: stored, tag: 0, attempt: 1)
+    }
+}
+
 /// What a consumer takes in one go.
 ///
 /// An automatically acknowledged subscription's first deliveries are moved out of its queue whole
@@ -1272,7 +1280,7 @@ struct DeliveryBatch: Sendable {
 
     /// Every message of the batch with its receipt, `handed` first.
     var all: [HandedMessage] {
-        handed + fresh.map { HandedMessage(stored: $0, tag: 0, attempt: 1) }
+        handed + fresh.map(HandedMessage.init(firstAutomaticDeliveryOf:))
     }
 }
 

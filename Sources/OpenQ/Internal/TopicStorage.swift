@@ -27,8 +27,8 @@ final class TopicStorage: Sendable {
     /// Where dead letters go; `nil` when the topic has no dead-letter topic.
     let deadLetterTarget: TopicStorage?
     let state: LockedValueBox<StateMachine>
-    /// Bumped after every publish, outside the lock: a consumer that found nothing watches it for
-    /// a moment before it parks (see ``SubscriptionHandle/wait(consumer:max:pollTimeout:isolation:)``).
+    /// Bumped after every publish call, outside the lock: a consumer whose buffer ran dry watches
+    /// it for a moment before it parks (see `ConsumerCursor.awaitBatch()`).
     private let publishes = Atomic<UInt64>(0)
     var publishCount: UInt64 {
         @inline(__always) get { publishes.load(ordering: .relaxed) }
