@@ -36,39 +36,49 @@ public struct MessageID: Hashable, Sendable, Comparable, CustomStringConvertible
 /// ```
 ///
 /// A `Message` is a value: setting its `payload` or `headers` changes this copy only. Underneath it
-/// shares the one immutable record the topic stored, so copying a message, and fanning it out to
-/// many subscriptions, costs a reference count, not a copy of its headers and payload.
+/// shares the one immutable record the topic stored (for a batch publish, one record for the whole
+/// batch), so copying a message, and fanning it out to many subscriptions, costs a reference count,
+/// not a copy of its headers and payload.
 public struct Message<Payload: Sendable>: Sendable {
-    @usableFromInline var stored: TypedMessage<Payload>
+    @usableFromInline var record: TypedRecord<Payload>
+    @usableFromInline var index: Int
 
     /// The typed view of a message the topic stored; the topic guarantees the type.
     @inlinable
     init(_ stored: StoredMessage) {
-        self.stored = unsafeDowncast(stored, to: TypedMessage<Payload>.self)
+        self.record = unsafeDowncast(stored.record, to: TypedRecord<Payload>.self)
+        self.index = stored.index
     }
 
     /// The message's identity, kept across dead-lettering and redrive.
-    @inlinable public var id: MessageID { stored.id }
+    @inlinable public var id: MessageID { MessageID(rawValue: record.firstID &+ UInt64(index)) }
     /// The name of the topic that holds the message.
-    @inlinable public var topic: String { stored.topic }
+    @inlinable public var topic: String { record.topic }
     /// The message's position in its topic: 1 for the first message published to it, then one more
     /// for each message. Replay can start at a sequence number.
-    @inlinable public var sequenceNumber: UInt64 { stored.sequenceNumber }
+    @inlinable public var sequenceNumber: UInt64 { record.firstSequence &+ UInt64(index) }
     /// The typed payload.
     @inlinable public var payload: Payload {
-        get { stored.payload }
-        set { stored = stored.replacing(payload: newValue, headers: stored.headers) }
+        get { record.payload(at: index) }
+        set { replace(payload: newValue, headers: record.headers) }
     }
     /// Free-form string headers. Keys starting with `openq-` are set by OpenQ (see ``MessageHeader``).
     @inlinable public var headers: [String: String] {
-        get { stored.headers }
-        set { stored = stored.replacing(payload: stored.payload, headers: newValue) }
+        get { record.headers }
+        set { replace(payload: record.payload(at: index), headers: newValue) }
     }
     /// The priority: within a subscription, higher priorities are delivered first; messages of the
     /// same priority keep publish order. Default 0.
-    @inlinable public var priority: Int { stored.priority }
+    @inlinable public var priority: Int { record.priority }
     /// When the message was published, by the broker's clock.
-    @inlinable public var publishedAt: Date { stored.publishedAt }
+    @inlinable public var publishedAt: Date { record.publishedAt }
+
+    /// Makes this copy its own one-message record, with the same identity.
+    @inlinable
+    mutating func replace(payload: Payload, headers: [String: String]) {
+        record = record.replacing(index: index, payload: payload, headers: headers)
+        index = 0
+    }
 }
 
 /// The header keys OpenQ itself writes.

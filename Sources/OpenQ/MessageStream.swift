@@ -35,6 +35,8 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
 
         @inlinable
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Message<Payload>? {
+            // A buffered message is handed out by a plain call; only a refill is `async`.
+            if let handed = cursor.nextBuffered() { return Message(handed.stored) }
             guard let handed = await cursor.next(isolation: actor) else { return nil }
             return Message(handed.stored)
         }
@@ -72,6 +74,7 @@ public struct DeliverySequence<Payload: Sendable>: AsyncSequence, Sendable {
         }
 
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery<Payload>? {
+            if let handed = cursor.nextBuffered() { return Delivery(handed, handle: cursor.handle, subscription: name) }
             guard let handed = await cursor.next(isolation: actor) else { return nil }
             return Delivery(handed, handle: cursor.handle, subscription: name)
         }

@@ -192,4 +192,37 @@ struct PublishSubscribeTests {
         #expect(batch.allSatisfy { $0.message.headers["batch"] == "yes" })
         #expect(batch.map(\.message.sequenceNumber) == [1, 2, 3])
     }
+
+    @Test func batchMessage_isAValueToo_changingOneLeavesItsNeighbours() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("b", of: Int.self)
+        let stream = try topic.subscribe()
+        try await topic.publish(contentsOf: [10, 20, 30], headers: ["k": "v"])
+        let messages = try await collect(3, from: stream)
+        var changed = messages[1]
+        changed.payload = 21
+        changed.headers["k"] = "changed"
+        #expect(changed.payload == 21 && changed.headers == ["k": "changed"])
+        #expect(changed.id == messages[1].id && changed.sequenceNumber == 2)
+        #expect(messages.map(\.payload) == [10, 20, 30])
+        #expect(messages.allSatisfy { $0.headers == ["k": "v"] })
+    }
+
+    @Test func automaticConsumer_endingInsideABatch_leavesTheRestForTheNextConsumer() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("b", of: Int.self)
+        let subscription = try topic.subscription("s", acknowledgement: .automatic)
+        try await topic.publish(contentsOf: 1...10)
+        var seen: [Int] = []
+        for await delivery in subscription.deliveries(prefetch: 10) {
+            seen.append(delivery.message.payload)
+            if seen.count == 3 { break }  // took all 10 in one run, handed out 3
+        }
+        #expect(seen == [1, 2, 3])
+        let rest = try await subscription.receive(max: 10)
+        #expect(rest.map(\.message.payload) == Array(4...10))
+        #expect(rest.allSatisfy { $0.attempt == 1 }, "never handed out, so not a redelivery")
+        let statistics = try subscription.statistics()
+        #expect(statistics.counters.acked == 10 && statistics.counters.delivered == 10)
+    }
 }

@@ -42,12 +42,20 @@ struct Machine {
         ).get()
     }
 
+    /// Publishes one message per request, or the whole batch as one request (one record, as
+    /// `Topic.publish(contentsOf:)` does) with `asBatch`.
     @discardableResult
-    mutating func publish(_ payloads: [Int], priority: Int = 0, delay: Duration = .zero) -> PublishDecision {
-        let (decision, effects) = state.publish(
-            payloads.map { PublishRequest(TypedMessage(payload: $0, headers: [:], priority: priority), delay: delay) },
-            now: now
-        )
+    mutating func publish(
+        _ payloads: [Int],
+        priority: Int = 0,
+        delay: Duration = .zero,
+        asBatch: Bool = false
+    ) -> PublishDecision {
+        let requests =
+            asBatch
+            ? [PublishRequest(TypedRecord(payloads: payloads, headers: [:], priority: priority), delay: delay)]
+            : payloads.map { PublishRequest(TypedRecord(payload: $0, headers: [:], priority: priority), delay: delay) }
+        let (decision, effects) = state.publish(requests, now: now)
         collect(effects)
         return decision
     }
@@ -409,6 +417,113 @@ struct StateMachineDeliveryTests {
     }
 }
 
+/// A batch publish is one record and one run per subscription; these check that every message
+/// of it still has its own identity, fate and accounting.
+@Suite("Topic state machine: batches stored as one record")
+struct StateMachineBatchTests {
+    @Test func batch_isStampedTogether_consecutiveIDsAndSequences_oneTime() throws {
+        var machine = Machine()
+        let id = try machine.subscribe("s", .automatic)
+        machine.publish([0])
+        machine.now += .seconds(1)
+        machine.publish([1, 2, 3], asBatch: true)
+        machine.publish([4])
+        let messages = machine.receive(id).map(\.message)
+        #expect(messages.map(\.payload) == [0, 1, 2, 3, 4])
+        #expect(messages.map(\.sequenceNumber) == [1, 2, 3, 4, 5])
+        let ids = messages.map(\.id.rawValue)
+        #expect(ids[2] == ids[1] + 1 && ids[3] == ids[2] + 1, "a batch's ids are consecutive")
+        #expect(Set(ids).count == 5)
+        #expect(messages[1...3].allSatisfy { $0.publishedAt == machine.state.date(at: .seconds(1)) })
+        #expect(messages[0].publishedAt == machine.state.date(at: .zero))
+        machine.checkAccounting()
+    }
+
+    @Test func batch_inATrackedSubscription_eachMessageSettlesOnItsOwn() throws {
+        var machine = Machine()  // maxDeliveries 3, immediate retries
+        let id = try machine.subscribe("s")
+        machine.publish([1, 2, 3, 4, 5], asBatch: true)
+        let first = machine.receive(id, max: 2)
+        #expect(first.map(\.message.payload) == [1, 2], "a take splits the run")
+        #expect(Set(first.map(\.tag)).count == 2)
+        _ = machine.ack(id, first[0].tag)
+        _ = machine.nack(id, first[1].tag)
+        let second = machine.receive(id, max: 10)
+        #expect(second.map(\.message.payload) == [2, 3, 4, 5], "only the nacked message comes back")
+        #expect(second.map(\.attempt) == [2, 1, 1, 1])
+        let (result, effects) = machine.state.reject(id, tag: second[2].tag, reason: "bad", now: machine.now)
+        machine.collect(effects)
+        #expect(throws: Never.self) { try result.get() }
+        let dead = try #require(machine.deadLetters.first)
+        #expect(dead.payload == 4)
+        #expect(dead.id == second[2].message.id, "a dead letter keeps its own message's id")
+        #expect(dead.headers[MessageHeader.sourceSequenceNumber] == "4")
+        for delivery in second where delivery.message.payload != 4 { _ = machine.ack(id, delivery.tag) }
+        let statistics = machine.statistics("s")
+        #expect(statistics.counters.acked == 4 && statistics.counters.deadLettered == 1)
+        #expect(statistics.depth == 0 && statistics.inFlight == 0)
+        machine.checkAccounting()
+    }
+
+    @Test func batch_overflowingDropNewest_keepsWhatFits_andCountsTheRest() throws {
+        var machine = Machine(.init(capacity: 4, overflow: .dropNewest))
+        let id = try machine.subscribe("s", .automatic)
+        machine.publish([1, 2])
+        guard case .accepted(.dropped) = machine.publish([3, 4, 5, 6], asBatch: true) else {
+            Issue.record("dropNewest did not report the drop")
+            return
+        }
+        #expect(machine.receive(id).map(\.message.payload) == [1, 2, 3, 4])
+        #expect(machine.statistics("s").counters.dropped == 2)
+        machine.checkAccounting()
+    }
+
+    @Test func batch_overflowingDropOldest_dropsTheOldestEvenFromItsOwnRun() throws {
+        var machine = Machine(.init(capacity: 3, overflow: .dropOldest))
+        let id = try machine.subscribe("s", .automatic)
+        machine.publish([1, 2], asBatch: true)
+        machine.publish([3, 4, 5, 6], asBatch: true)
+        #expect(machine.receive(id).map(\.message.payload) == [4, 5, 6])
+        #expect(machine.statistics("s").counters.dropped == 3)
+        machine.checkAccounting()
+    }
+
+    @Test func batch_withADelay_staysHiddenUntilDue_thenKeepsItsOrder() throws {
+        var machine = Machine()
+        let id = try machine.subscribe("s", .automatic)
+        machine.publish([1, 2, 3], delay: .seconds(5), asBatch: true)
+        #expect(machine.receive(id).isEmpty)
+        #expect(machine.statistics("s").scheduled == 3)
+        machine.advance(.seconds(5))
+        #expect(machine.receive(id).map(\.message.payload) == [1, 2, 3])
+        machine.checkAccounting()
+    }
+
+    @Test func batch_fansOut_andReplaysFromASequenceNumberInsideIt() throws {
+        var machine = Machine(.init(retention: .count(100)))
+        let a = try machine.subscribe("a", .automatic)
+        let b = try machine.subscribe("b")
+        machine.publish([1, 2, 3, 4], asBatch: true)
+        let fromThree = try machine.subscribe("c", .automatic, start: .sequenceNumber(3))
+        #expect(machine.receive(a).map(\.message.payload) == [1, 2, 3, 4])
+        #expect(machine.receive(b).map(\.message.payload) == [1, 2, 3, 4])
+        #expect(machine.receive(fromThree).map(\.message.payload) == [3, 4])
+        machine.checkAccounting()
+    }
+
+    @Test func batch_rejectedWhole_whenItDoesNotFit_countsEveryMessage() throws {
+        var machine = Machine(.init(capacity: 3, overflow: .reject))
+        let id = try machine.subscribe("s", .automatic)
+        machine.publish([1])
+        guard case .failed = machine.publish([2, 3, 4], asBatch: true) else {
+            Issue.record("a partly fitting batch was accepted")
+            return
+        }
+        #expect(machine.state.statistics(now: machine.now).rejected == 3)
+        #expect(machine.receive(id).map(\.message.payload) == [1])
+    }
+}
+
 @Suite("Topic state machine: bounded topics and overflow")
 struct StateMachineOverflowTests {
     @Test func reject_whenFull_failsWithTopicFull_andEnqueuesNothing() throws {
@@ -518,10 +633,10 @@ struct StateMachineOverflowTests {
         var machine = Machine(.init(capacity: 1, overflow: .suspend))
         try machine.subscribe("s")
         #expect(
-            machine.state.tryPublish(PublishRequest(TypedMessage(payload: 1, headers: [:], priority: 0)), now: .zero).0
+            machine.state.tryPublish(PublishRequest(TypedRecord(payload: 1, headers: [:], priority: 0)), now: .zero).0
                 == .enqueued)
         #expect(
-            machine.state.tryPublish(PublishRequest(TypedMessage(payload: 2, headers: [:], priority: 0)), now: .zero).0
+            machine.state.tryPublish(PublishRequest(TypedRecord(payload: 2, headers: [:], priority: 0)), now: .zero).0
                 == .rejected)
         #expect(machine.state.statistics(now: .zero).published == 1)
     }
@@ -646,26 +761,52 @@ struct StateMachineShutdownTests {
     }
 }
 
-@Suite("ReadyQueue: priority levels and batch takes")
+@Suite("ReadyQueue: runs, priority levels and batch takes")
 struct ReadyQueueTests {
-    @Test func take_movesASingleLevelOutWhole_andKeepsWorkingAfterwards() {
-        var queue = ReadyQueue<Int>()
-        for value in 1...5 { queue.append(value, priority: 0) }
-        #expect(Array(queue.take(upTo: 10)) == [1, 2, 3, 4, 5])
-        #expect(queue.count == 0)
-        queue.append(6, priority: 0)
-        #expect(Array(queue.take(upTo: 10)) == [6])
-        #expect(queue.take(upTo: 10).isEmpty)
+    /// A run of the given payloads, as one batch publish queues it.
+    func run(_ payloads: [Int]) -> MessageRun {
+        MessageRun(TypedRecord(payloads: payloads, headers: [:], priority: 0), 0..<payloads.count)
     }
 
-    @Test func take_respectsMax_andPriorityOrder_acrossLevels() {
-        var queue = ReadyQueue<Int>()
-        for value in 1...3 { queue.append(value, priority: 0) }
-        for value in 10...11 { queue.append(value, priority: 5) }
-        queue.append(20, priority: -1)
-        #expect(Array(queue.take(upTo: 4)) == [10, 11, 1, 2])
-        #expect(queue.count == 2)
-        #expect(Array(queue.take(upTo: 4)) == [3, 20])
+    func payloads(_ runs: some Sequence<MessageRun>) -> [Int] {
+        runs.flatMap(\.messages).map { Message<Int>($0).payload }
+    }
+
+    @Test func take_movesASingleLevelOutWhole_andKeepsWorkingAfterwards() {
+        var queue = ReadyQueue()
+        queue.append(run([1, 2, 3]), priority: 0)
+        queue.append(run([4, 5]), priority: 0)
+        let taken = queue.take(upTo: 10)
+        #expect(payloads(taken.runs) == [1, 2, 3, 4, 5] && taken.count == 5)
+        #expect(taken.runs.count == 2, "runs are moved, not split into messages")
         #expect(queue.count == 0)
+        queue.append(run([6]), priority: 0)
+        #expect(payloads(queue.take(upTo: 10).runs) == [6])
+        #expect(queue.take(upTo: 10).runs.isEmpty)
+    }
+
+    @Test func take_respectsMax_splittingARun_andPriorityOrder_acrossLevels() {
+        var queue = ReadyQueue()
+        queue.append(run([1, 2, 3]), priority: 0)
+        queue.append(run([10, 11]), priority: 5)
+        queue.append(run([20]), priority: -1)
+        let first = queue.take(upTo: 4)
+        #expect(payloads(first.runs) == [10, 11, 1, 2] && first.count == 4)
+        #expect(queue.count == 2)
+        let second = queue.take(upTo: 4)
+        #expect(payloads(second.runs) == [3, 20] && second.count == 2)
+        #expect(queue.count == 0)
+    }
+
+    @Test func popFirst_andPopLeastUrgent_takeSingleMessagesOutOfRuns() {
+        var queue = ReadyQueue()
+        queue.append(run([1, 2, 3]), priority: 1)
+        queue.append(run([7, 8]), priority: 0)
+        #expect(queue.popFirst().map { Message<Int>($0).payload } == 1)
+        #expect(queue.popLeastUrgent().map { Message<Int>($0).payload } == 7)
+        #expect(queue.heads.map { Message<Int>($0).payload } == [2, 8])
+        #expect(queue.count == 3)
+        #expect(payloads(queue.take(upTo: 10).runs) == [2, 3, 8])
+        #expect(queue.popFirst() == nil && queue.popLeastUrgent() == nil)
     }
 }

@@ -23,6 +23,12 @@ enum Memory {
                 try await topic.publish(contentsOf: (first..<min(first + 1_000, count)).map(Payload.init))
             }
             keepAlive = [topic, subscription]
+        case "openq-single":
+            let topic = try await benchQueue().createTopic(
+                "memory", of: Payload.self, configuration: .init(capacity: count, deadLetter: .disabled))
+            let subscription = try topic.subscription("held", acknowledgement: .manual)
+            for number in 0..<count { try await topic.publish(Payload(number)) }
+            keepAlive = [topic, subscription]
         case "asyncstream":
             let (stream, continuation) = AsyncStream.makeStream(of: Payload.self)
             for number in 0..<count { continuation.yield(Payload(number)) }

@@ -2,69 +2,92 @@ import DequeModule
 
 /// The waiting messages of one subscription: FIFO within a priority level, higher levels first.
 ///
-/// Almost every topic uses one level, so the levels live in a small array sorted by descending
-/// priority and the common case touches only its first element.
-struct ReadyQueue<Element> {
-    private var levels: [(priority: Int, items: Deque<Element>)] = []
+/// Messages wait in runs (``MessageRun``): a batch publish is one entry, whatever its size, and a
+/// single publish one entry of one message. Almost every topic uses one level, so the levels live
+/// in a small array sorted by descending priority and the common case touches only its first
+/// element. `count` counts messages, not runs.
+struct ReadyQueue {
+    private var levels: [(priority: Int, runs: Deque<MessageRun>)] = []
     private(set) var count = 0
 
-    mutating func append(_ element: Element, priority: Int) {
-        count += 1
+    mutating func append(_ message: StoredMessage) {
+        append(MessageRun(message), priority: message.priority)
+    }
+
+    mutating func append(_ run: MessageRun, priority: Int) {
+        guard run.count > 0 else { return }
+        count += run.count
         if !levels.isEmpty, levels[0].priority == priority {
-            levels[0].items.append(element)
+            levels[0].runs.append(run)
             return
         }
         var index = 0
         while index < levels.count, levels[index].priority > priority { index += 1 }
         if index < levels.count, levels[index].priority == priority {
-            levels[index].items.append(element)
+            levels[index].runs.append(run)
         } else {
-            levels.insert((priority, [element]), at: index)
+            levels.insert((priority, [run]), at: index)
         }
     }
 
     /// Removes the next message to deliver: the oldest of the highest priority.
-    mutating func popFirst() -> Element? {
-        guard count > 0 else { return nil }
-        for index in levels.indices where !levels[index].items.isEmpty {
-            count -= 1
-            return levels[index].items.removeFirst()
-        }
-        return nil
-    }
-
-    /// Removes up to `max` elements in delivery order. When they are all of one level's elements,
-    /// that level's storage is moved out whole instead of element by element (the common case: one
-    /// priority level, a consumer that keeps up).
-    mutating func take(upTo max: Int) -> Deque<Element> {
-        guard count > 0, max > 0 else { return [] }
-        if count <= max, let level = levels.firstIndex(where: { !$0.items.isEmpty }),
-            levels[level].items.count == count
-        {
-            var replacement = Deque<Element>()
-            replacement.reserveCapacity(Swift.min(count, 1_024))
-            count = 0
-            swap(&levels[level].items, &replacement)
-            return replacement
-        }
-        var taken = Deque<Element>()
-        taken.reserveCapacity(Swift.min(max, count))
-        while taken.count < max, let element = popFirst() { taken.append(element) }
-        return taken
+    mutating func popFirst() -> StoredMessage? {
+        guard count > 0, let level = levels.firstIndex(where: { !$0.runs.isEmpty }) else { return nil }
+        return popFront(of: level)
     }
 
     /// Removes the message an overflow policy gives up first: the oldest of the lowest priority.
-    mutating func popLeastUrgent() -> Element? {
-        guard count > 0 else { return nil }
-        for index in levels.indices.reversed() where !levels[index].items.isEmpty {
-            count -= 1
-            return levels[index].items.removeFirst()
-        }
-        return nil
+    mutating func popLeastUrgent() -> StoredMessage? {
+        guard count > 0, let level = levels.lastIndex(where: { !$0.runs.isEmpty }) else { return nil }
+        return popFront(of: level)
     }
 
-    /// The oldest element of each level (the candidates for "oldest waiting message").
-    var heads: some Sequence<Element> { levels.lazy.compactMap { $0.items.first } }
+    private mutating func popFront(of level: Int) -> StoredMessage {
+        count -= 1
+        let start = levels[level].runs.startIndex
+        if levels[level].runs[start].count == 1 { return levels[level].runs.removeFirst().first }
+        return levels[level].runs[start].popFirst()
+    }
+
+    /// Removes up to `max` messages in delivery order, as runs. When they are all of one level's
+    /// messages, that level's storage is moved out whole instead of run by run (the common case:
+    /// one priority level, a consumer that keeps up).
+    /// - Returns: the runs and the number of messages in them.
+    mutating func take(upTo max: Int) -> (runs: Deque<MessageRun>, count: Int) {
+        guard count > 0, max > 0 else { return ([], 0) }
+        if count <= max, let level = levels.firstIndex(where: { !$0.runs.isEmpty }),
+            levels[(level + 1)...].allSatisfy({ $0.runs.isEmpty })
+        {
+            var replacement = Deque<MessageRun>()
+            replacement.reserveCapacity(Swift.min(levels[level].runs.count, 1_024))
+            let taken = count
+            count = 0
+            swap(&levels[level].runs, &replacement)
+            return (replacement, taken)
+        }
+        var taken = Deque<MessageRun>()
+        // At most one run per message; runs of single publishes are the common case here.
+        taken.reserveCapacity(Swift.min(max, count))
+        var remaining = Swift.min(max, count)
+        let total = remaining
+        for level in levels.indices where remaining > 0 {
+            while remaining > 0, let front = levels[level].runs.first {
+                if front.count <= remaining {
+                    taken.append(levels[level].runs.removeFirst())
+                    remaining -= front.count
+                } else {
+                    let start = levels[level].runs.startIndex
+                    taken.append(levels[level].runs[start].prefix(remaining))
+                    remaining = 0
+                }
+            }
+        }
+        count -= total
+        return (taken, total)
+    }
+
+    /// The oldest message of each level (the candidates for "oldest waiting message").
+    var heads: some Sequence<StoredMessage> { levels.lazy.compactMap { $0.runs.first?.first } }
 
     mutating func removeAll() -> Int {
         let removed = count

@@ -4,83 +4,182 @@
     import Foundation
 #endif
 
-/// A message as a topic holds it: one allocation per published message, shared by every
-/// subscription, delivery and retained copy of it.
+/// The messages of one publish call as a topic holds them: one allocation per call, shared by
+/// every subscription, delivery and retained copy of them.
 ///
-/// The publishing shell allocates a ``TypedMessage`` with the typed payload; the topic stamps its
-/// identity (`id`, `topic`, `sequenceNumber`, `publishedAt`) once, under the topic's lock, before
-/// any other task can reach it; after that nothing mutates it. That is why the class can be
-/// `@unchecked Sendable`: every later reader got the reference through the same lock.
+/// `publish(_:)` makes a record of one message, `publish(contentsOf:)` one record of the whole
+/// batch. The messages of a record share their headers, priority and publish time; their ids and
+/// sequence numbers are consecutive (`firstID + index`, `firstSequence + index`), so a batch is
+/// stamped once, not per message. Subscriptions queue a batch as one ``MessageRun``.
+///
+/// The publishing shell allocates a ``TypedRecord`` with the typed payloads; the topic stamps the
+/// identity (`firstID`, `topic`, `firstSequence`, `publishedAt`) once, under the topic's lock,
+/// before any other task can reach the record; after that nothing mutates it. That is why the
+/// class can be `@unchecked Sendable`: every later reader got the reference through the same lock.
 ///
 /// The broker core (``TopicStateMachine``) sees only this non-generic base class, so it is compiled
-/// once and fully specialized; the typed shells get their payload back with `unsafeDowncast`, which
-/// costs nothing. A topic only ever holds instances of `TypedMessage<Payload>` for its own payload
+/// once and fully specialized; the typed shells get their payloads back with `unsafeDowncast`,
+/// which costs nothing. A topic only ever holds `TypedRecord<Payload>` instances of its own payload
 /// type: publishing goes through `Topic<Payload>`, whose type the broker checks on lookup, and
 /// dead letters and redrives only move between topics that carry the same type.
 @usableFromInline
-class StoredMessage: @unchecked Sendable {
+class MessageRecord: @unchecked Sendable {
     // The stamped fields skip the runtime's dynamic exclusivity checks: they are written once,
-    // under the topic's lock, before any other task can reach the message, and only read after.
+    // under the topic's lock, before any other task can reach the record, and only read after.
 
-    /// `MessageID.unassigned` until the topic stamps it; preset for a message that keeps its
-    /// identity (a dead letter, a redrive).
-    @exclusivity(unchecked) @usableFromInline final var id: MessageID
+    /// The id of the first message; `MessageID.unassigned.rawValue` until the topic stamps it.
+    /// Preset for a one-message copy that keeps its identity (a dead letter, a redrive).
+    @exclusivity(unchecked) @usableFromInline final var firstID: UInt64
     @exclusivity(unchecked) @usableFromInline final var topic = ""
-    @exclusivity(unchecked) @usableFromInline final var sequenceNumber: UInt64 = 0
+    @exclusivity(unchecked) @usableFromInline final var firstSequence: UInt64 = 0
     @exclusivity(unchecked) @usableFromInline final var publishedAt = Date(timeIntervalSince1970: 0)
     @usableFromInline final let headers: [String: String]
     @usableFromInline final let priority: Int
+    /// How many messages the record holds (at least 1).
+    @usableFromInline final let count: Int
 
     @usableFromInline
-    init(headers: [String: String], priority: Int, id: MessageID) {
+    init(count: Int, headers: [String: String], priority: Int, firstID: MessageID) {
+        precondition(count >= 1 && count <= Int(UInt32.max), "A record holds 1...\(UInt32.max) messages")
+        self.count = count
         self.headers = headers
         self.priority = priority
-        self.id = id
+        self.firstID = firstID.rawValue
     }
 
-    /// Stamps the identity; called once, by the topic, under its lock.
-    final func stamp(id: MessageID, topic: String, sequenceNumber: UInt64, publishedAt: Date) {
-        self.id = id
+    /// Stamps the identity; called once, by the topic, under its lock. A preset id is kept.
+    final func stamp(firstID: UInt64, topic: String, firstSequence: UInt64, publishedAt: Date) {
+        if self.firstID == MessageID.unassigned.rawValue { self.firstID = firstID }
         self.topic = topic
-        self.sequenceNumber = sequenceNumber
+        self.firstSequence = firstSequence
         self.publishedAt = publishedAt
     }
 
-    /// A copy with other headers, the same payload and the same identity. The topic that takes it
-    /// in stamps it again, except its preset id.
-    func withHeaders(_ headers: [String: String]) -> StoredMessage {
-        preconditionFailure("StoredMessage is abstract; topics hold TypedMessage instances only")
+    /// A one-message copy of the message at `index` with other headers, the same payload and the
+    /// same identity. The topic that takes it in stamps it again, except its preset id.
+    func copy(at index: Int, headers: [String: String]) -> MessageRecord {
+        preconditionFailure("MessageRecord is abstract; topics hold TypedRecord instances only")
     }
 
-    final func copyStamps(from other: StoredMessage) {
+    final func copyStamps(of index: Int, from other: MessageRecord) {
         topic = other.topic
-        sequenceNumber = other.sequenceNumber
+        firstSequence = other.firstSequence + UInt64(index)
         publishedAt = other.publishedAt
     }
 }
 
-/// A ``StoredMessage`` with its typed payload, allocated by the publishing ``Topic``.
+/// A ``MessageRecord`` with its typed payloads, allocated by the publishing ``Topic``.
 @usableFromInline
-final class TypedMessage<Payload: Sendable>: StoredMessage, @unchecked Sendable {
-    @usableFromInline let payload: Payload
+final class TypedRecord<Payload: Sendable>: MessageRecord, @unchecked Sendable {
+    /// One message's payload is stored inline, so that publishing one message costs one
+    /// allocation; a batch keeps the array it was published from.
+    @usableFromInline
+    enum Payloads {
+        case one(Payload)
+        case many([Payload])
+    }
 
+    @usableFromInline let payloads: Payloads
+
+    /// A record of one message.
     @inlinable
     init(payload: Payload, headers: [String: String], priority: Int, id: MessageID = .unassigned) {
-        self.payload = payload
-        super.init(headers: headers, priority: priority, id: id)
+        self.payloads = .one(payload)
+        super.init(count: 1, headers: headers, priority: priority, firstID: id)
     }
 
-    override func withHeaders(_ headers: [String: String]) -> StoredMessage {
-        replacing(payload: payload, headers: headers)
+    /// A record of a batch; `payloads` is not empty.
+    @inlinable
+    init(payloads: [Payload], headers: [String: String], priority: Int) {
+        self.payloads = .many(payloads)
+        super.init(count: payloads.count, headers: headers, priority: priority, firstID: .unassigned)
     }
 
-    /// A stamped copy with another payload or other headers: what setting ``Message/payload`` or
-    /// ``Message/headers`` makes, so that a `Message` keeps value semantics.
+    @inlinable
+    func payload(at index: Int) -> Payload {
+        switch payloads {
+        case .one(let payload): payload
+        case .many(let payloads): payloads[index]
+        }
+    }
+
+    override func copy(at index: Int, headers: [String: String]) -> MessageRecord {
+        replacing(index: index, payload: payload(at: index), headers: headers)
+    }
+
+    /// A stamped one-message copy of the message at `index` with another payload or other headers:
+    /// what setting ``Message/payload`` or ``Message/headers`` makes, so that a `Message` keeps
+    /// value semantics.
     @usableFromInline
-    func replacing(payload: Payload, headers: [String: String]) -> TypedMessage<Payload> {
-        let copy = TypedMessage(payload: payload, headers: headers, priority: priority, id: id)
-        copy.copyStamps(from: self)
+    func replacing(index: Int, payload: Payload, headers: [String: String]) -> TypedRecord<Payload> {
+        let copy = TypedRecord(
+            payload: payload, headers: headers, priority: priority,
+            id: MessageID(rawValue: firstID + UInt64(index)))
+        copy.copyStamps(of: index, from: self)
         return copy
+    }
+}
+
+/// One message of a record: what subscriptions, deliveries and the retained history hold.
+@usableFromInline
+struct StoredMessage: Sendable {
+    @usableFromInline let record: MessageRecord
+    @usableFromInline let index: Int
+
+    @inlinable
+    init(_ record: MessageRecord, index: Int = 0) {
+        self.record = record
+        self.index = index
+    }
+
+    var id: MessageID { MessageID(rawValue: record.firstID + UInt64(index)) }
+    var sequenceNumber: UInt64 { record.firstSequence + UInt64(index) }
+    var publishedAt: Date { record.publishedAt }
+    var headers: [String: String] { record.headers }
+    var priority: Int { record.priority }
+
+    /// A one-message copy with other headers and the same identity (see
+    /// ``MessageRecord/copy(at:headers:)``).
+    func withHeaders(_ headers: [String: String]) -> StoredMessage {
+        StoredMessage(record.copy(at: index, headers: headers))
+    }
+}
+
+/// Consecutive messages of one record, waiting in a subscription's ``ReadyQueue``: a batch
+/// publish is queued as one run per subscription, not message by message. 16 bytes.
+struct MessageRun: Sendable {
+    let record: MessageRecord
+    private(set) var start: UInt32
+    let end: UInt32
+
+    init(_ record: MessageRecord, _ range: Range<Int>) {
+        self.record = record
+        self.start = UInt32(range.lowerBound)
+        self.end = UInt32(range.upperBound)
+    }
+
+    init(_ message: StoredMessage) {
+        self.init(message.record, message.index..<message.index + 1)
+    }
+
+    var count: Int { Int(end &- start) }
+    var first: StoredMessage { StoredMessage(record, index: Int(start)) }
+
+    /// Removes and returns the first message; the run is not empty.
+    mutating func popFirst() -> StoredMessage {
+        defer { start &+= 1 }
+        return first
+    }
+
+    /// Splits off the first `count` messages.
+    mutating func prefix(_ count: Int) -> MessageRun {
+        let prefix = MessageRun(record, Int(start)..<Int(start) + count)
+        start += UInt32(count)
+        return prefix
+    }
+
+    var messages: some Collection<StoredMessage> {
+        (Int(start)..<Int(end)).lazy.map { [record] in StoredMessage(record, index: $0) }
     }
 }
 

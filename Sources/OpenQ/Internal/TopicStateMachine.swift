@@ -76,8 +76,8 @@ struct TopicStateMachine {
 
         var retries: Deque<Pending> = []
         /// Messages waiting for their first delivery; their attempt count is 0 and they have no
-        /// error yet, so the queue holds just the message.
-        var ready = ReadyQueue<StoredMessage>()
+        /// error yet, so the queue holds just the messages, in runs of consecutive ones.
+        var ready = ReadyQueue()
         var scheduled: [UInt64: Scheduled] = [:]
         var inFlight: [UInt64: InFlight] = [:]
         var fates: [UInt64: ReceiptFate] = [:]
@@ -275,13 +275,14 @@ struct TopicStateMachine {
             // Publishers already waiting for room go first.
             return (.mustWait(reserveBlockedPublisher()), effects)
         }
-        switch evaluate(count: requests.count) {
+        let count = Self.messageCount(requests)
+        switch evaluate(count: count) {
         case .fits:
             return (.accepted(commit(requests, now: now, effects: &effects)), effects)
         case .mustWait:
             return (.mustWait(reserveBlockedPublisher()), effects)
         case .reject(let error):
-            counters.rejected += requests.count
+            counters.rejected += count
             return (.failed(error), effects)
         }
     }
@@ -299,6 +300,11 @@ struct TopicStateMachine {
         case .failed(let error):
             return (error.code == .topicFull ? .rejected : .failed(error), effects)
         }
+    }
+
+    /// The number of messages in `requests` (a batch publish is one request).
+    private static func messageCount(_ requests: some Collection<PublishRequest>) -> Int {
+        requests.reduce(0) { $0 + $1.record.count }
     }
 
     private mutating func reserveBlockedPublisher() -> UInt64 {
@@ -379,7 +385,8 @@ struct TopicStateMachine {
 
     private mutating func serveBlockedPublishers(now: Duration, effects: inout Effects) {
         while let first = blockedPublishers.first, lifecycle == .open {
-            switch evaluate(count: first.requests.count) {
+            let count = Self.messageCount(first.requests)
+            switch evaluate(count: count) {
             case .mustWait:
                 return
             case .fits:
@@ -388,40 +395,39 @@ struct TopicStateMachine {
                 effects.resumePublisher(first.continuation, with: nil)
             case .reject(let error):
                 blockedPublishers.removeFirst()
-                counters.rejected += first.requests.count
+                counters.rejected += count
                 effects.resumePublisher(first.continuation, with: error)
             }
         }
     }
 
-    /// Stamps the requests and routes them to every subscription.
+    /// Stamps the requests and routes them to every subscription. A request's messages are
+    /// stamped together (consecutive ids and sequence numbers, one time) and routed as one run.
     private mutating func commit<Requests: Collection<PublishRequest>>(
         _ requests: Requests,
         now: Duration,
         effects: inout Effects
     ) -> PublishResult {
         let publishedAt = date(at: now)
-        let firstID = MessageID.allocate(count: requests.count)
+        var nextID = MessageID.allocate(count: Self.messageCount(requests))
         var result = PublishResult.enqueued
-        for (offset, request) in requests.enumerated() {
-            let message = request.message
-            message.stamp(
-                id: message.id == .unassigned ? MessageID(rawValue: firstID + UInt64(offset)) : message.id,
-                topic: topic,
-                sequenceNumber: nextSequence,
-                publishedAt: publishedAt
-            )
-            nextSequence += 1
-            counters.published += 1
-            if configuration.retention.isEnabled { retain(message, now: now) }
+        for request in requests {
+            let record = request.record
+            let count = record.count
+            record.stamp(firstID: nextID, topic: topic, firstSequence: nextSequence, publishedAt: publishedAt)
+            nextID += UInt64(count)
+            nextSequence += UInt64(count)
+            counters.published += count
+            if configuration.retention.isEnabled {
+                for index in 0..<count { retain(StoredMessage(record, index: index), now: now) }
+            }
             if subscriptions.isEmpty {
-                counters.unrouted += 1
+                counters.unrouted += count
                 continue
             }
-            let visibleAt = request.delay > .zero ? now + request.delay : nil
+            let run = MessageRun(record, 0..<count)
             for index in subscriptions.indices {
-                let pending = Pending(stored: message, attempts: 0, lastError: nil)
-                if !route(pending, into: index, visibleAt: visibleAt, now: now, effects: &effects) {
+                if !route(run, into: index, delay: request.delay, now: now, effects: &effects) {
                     result = .dropped
                 }
             }
@@ -430,6 +436,30 @@ struct TopicStateMachine {
             serveWaiters(index, now: now, effects: &effects)
         }
         return result
+    }
+
+    /// Puts one request's messages into one subscription's backlog: as one run when they all fit
+    /// and are visible now (the common case), otherwise message by message.
+    /// - Returns: false when a new message was dropped.
+    private mutating func route(
+        _ run: MessageRun,
+        into index: Int,
+        delay: Duration,
+        now: Duration,
+        effects: inout Effects
+    ) -> Bool {
+        if delay == .zero, subscriptions[index].backlog + run.count <= subscriptions[index].capacity {
+            subscriptions[index].counters.routed += run.count
+            subscriptions[index].ready.append(run, priority: run.record.priority)
+            return true
+        }
+        let visibleAt = delay > .zero ? now + delay : nil
+        var kept = true
+        for message in run.messages {
+            let pending = Pending(stored: message, attempts: 0, lastError: nil)
+            if !route(pending, into: index, visibleAt: visibleAt, now: now, effects: &effects) { kept = false }
+        }
+        return kept
     }
 
     /// Puts one message into one subscription's backlog, applying its overflow policy.
@@ -458,7 +488,7 @@ struct TopicStateMachine {
         if let visibleAt {
             schedule(pending, in: index, at: visibleAt, effects: &effects)
         } else {
-            subscriptions[index].ready.append(pending.stored, priority: pending.stored.priority)
+            subscriptions[index].ready.append(pending.stored)
         }
         return true
     }
@@ -499,7 +529,7 @@ struct TopicStateMachine {
             case .time(let time): if message.publishedAt < time { continue }
             }
             subscription.counters.routed += 1
-            subscription.ready.append(message, priority: message.priority)
+            subscription.ready.append(message)
         }
     }
 
@@ -653,10 +683,10 @@ struct TopicStateMachine {
     ) -> DeliveryBatch {
         let tracks = subscriptions[index].tracksDeliveries
         if !tracks, subscriptions[index].retries.isEmpty {
-            let fresh = subscriptions[index].ready.take(upTo: max)
-            subscriptions[index].counters.delivered += fresh.count
-            subscriptions[index].counters.acked += fresh.count
-            if !fresh.isEmpty { serveBlockedPublishers(now: now, effects: &effects) }
+            let (fresh, count) = subscriptions[index].ready.take(upTo: max)
+            subscriptions[index].counters.delivered += count
+            subscriptions[index].counters.acked += count
+            if count > 0 { serveBlockedPublishers(now: now, effects: &effects) }
             return DeliveryBatch(fresh: fresh)
         }
         var batch: [HandedMessage] = []
@@ -1010,8 +1040,7 @@ struct TopicStateMachine {
                 if scheduled.pending.attempts > 0 {
                     subscriptions[index].retries.append(scheduled.pending)
                 } else {
-                    subscriptions[index].ready.append(
-                        scheduled.pending.stored, priority: scheduled.pending.stored.priority)
+                    subscriptions[index].ready.append(scheduled.pending.stored)
                 }
                 serveWaiters(index, now: now, effects: &effects)
             case .poll(let id, let waiter):
@@ -1069,9 +1098,7 @@ struct TopicStateMachine {
         var effects = Effects()
         guard let index = index(of: id) else { return ((), effects) }
         subscriptions[index].counters.acked -= messages.count
-        for message in messages {
-            subscriptions[index].ready.append(message, priority: message.priority)
-        }
+        for message in messages { subscriptions[index].ready.append(message) }
         serveWaiters(index, now: now, effects: &effects)
         return ((), effects)
     }
@@ -1091,7 +1118,7 @@ struct TopicStateMachine {
             for key in MessageHeader.deadLetterKeys { headers[key] = nil }
             let message = message.withHeaders(headers)
             subscriptions[index].counters.routed += 1
-            subscriptions[index].ready.append(message, priority: message.priority)
+            subscriptions[index].ready.append(message)
         }
         serveWaiters(index, now: now, effects: &effects)
         return (.success(()), effects)
@@ -1206,15 +1233,16 @@ struct TopicStateMachine {
 
 // MARK: - Supporting types
 
-/// What a publish asks for: the message, not yet stamped, and when it becomes visible.
+/// What a publish asks for: the messages of one publish call, not yet stamped, and when they
+/// become visible.
 @usableFromInline
 struct PublishRequest: Sendable {
-    @usableFromInline var message: StoredMessage
+    @usableFromInline var record: MessageRecord
     @usableFromInline var delay: Duration
 
     @inlinable
-    init(_ message: StoredMessage, delay: Duration = .zero) {
-        self.message = message
+    init(_ record: MessageRecord, delay: Duration = .zero) {
+        self.record = record
         self.delay = delay
     }
 }
@@ -1269,18 +1297,16 @@ extension HandedMessage {
 /// What a consumer takes in one go.
 ///
 /// An automatically acknowledged subscription's first deliveries are moved out of its queue whole
-/// (`fresh`: each is attempt 1 and needs no receipt), so taking them holds the lock for a moment
-/// whatever their number; tracked deliveries and repeated ones carry their receipt (`handed`).
+/// (`fresh`: runs of messages, each delivery attempt 1 with no receipt), so taking them holds the
+/// lock for a moment whatever their number; tracked deliveries and repeated ones carry their
+/// receipt (`handed`).
 struct DeliveryBatch: Sendable {
     var handed: [HandedMessage] = []
-    var fresh: Deque<StoredMessage> = []
-
-    var count: Int { handed.count + fresh.count }
-    var isEmpty: Bool { handed.isEmpty && fresh.isEmpty }
+    var fresh: Deque<MessageRun> = []
 
     /// Every message of the batch with its receipt, `handed` first.
     var all: [HandedMessage] {
-        handed + fresh.map(HandedMessage.init(firstAutomaticDeliveryOf:))
+        handed + fresh.lazy.flatMap(\.messages).map(HandedMessage.init(firstAutomaticDeliveryOf:))
     }
 }
 

@@ -14,7 +14,7 @@ import Synchronization
 /// broker actor is not on this path.
 @usableFromInline
 final class TopicStorage: Sendable {
-    /// The core never sees a payload type: messages are ``StoredMessage``s, allocated typed by the
+    /// The core never sees a payload type: messages live in ``MessageRecord``s, allocated typed by the
     /// publishing shell, so the core is compiled once, specialized, in this module.
     /// `payloadType` says which type the topic carries.
     typealias StateMachine = TopicStateMachine
@@ -27,8 +27,9 @@ final class TopicStorage: Sendable {
     /// Where dead letters go; `nil` when the topic has no dead-letter topic.
     let deadLetterTarget: TopicStorage?
     let state: LockedValueBox<StateMachine>
-    /// Bumped after every publish call, outside the lock: a consumer whose buffer ran dry watches
-    /// it for a moment before it parks (see `ConsumerCursor.awaitBatch()`).
+    /// Counts published messages, bumped after every publish call, outside the lock: a consumer
+    /// whose buffer ran dry watches it for a moment before it parks (see
+    /// `ConsumerCursor.awaitBatch()`).
     private let publishes = Atomic<UInt64>(0)
     var publishCount: UInt64 {
         @inline(__always) get { publishes.load(ordering: .relaxed) }
@@ -85,20 +86,13 @@ final class TopicStorage: Sendable {
 
     // MARK: Publishing (non-generic entry points, so the state machine runs specialized)
 
-    /// Publishes one message; waits for room under `suspend`.
+    /// Publishes one request (one message, or a batch atomically); waits for room for all of it
+    /// under `suspend`.
     @usableFromInline
     nonisolated(nonsending) func publish(_ request: PublishRequest) async throws {
         let decision = withState { state, now in state.publish(CollectionOfOne(request), now: now) }
-        publishes.add(1, ordering: .relaxed)
+        publishes.add(UInt64(request.record.count), ordering: .relaxed)
         try await settle(decision) { [request] }
-    }
-
-    /// Publishes a batch atomically; waits for room for all of it under `suspend`.
-    @usableFromInline
-    nonisolated(nonsending) func publish(_ requests: [PublishRequest]) async throws {
-        let decision = withState { state, now in state.publish(requests, now: now) }
-        publishes.add(1, ordering: .relaxed)
-        try await settle(decision) { requests }
     }
 
     @usableFromInline
@@ -209,7 +203,9 @@ final class TopicStorage: Sendable {
             )
             return
         }
-        let requests = messages.map { PublishRequest($0) }
+        // Each dead letter is a one-message copy (`StoredMessage.withHeaders`), so its record is
+        // the whole request.
+        let requests = messages.map { PublishRequest($0.record) }
         let accepted = deadLetterTarget.withState { state, now in state.acceptDeadLetters(requests, now: now) }
         if !accepted {
             logger.error(
