@@ -38,7 +38,8 @@ public struct MessageID: Hashable, Sendable, Comparable, CustomStringConvertible
 /// A `Message` is a value: setting its `payload` or `headers` changes this copy only. Underneath it
 /// shares the one immutable record the topic stored (for a batch publish, one record for the whole
 /// batch), so copying a message, and fanning it out to many subscriptions, costs a reference count,
-/// not a copy of its headers and payload.
+/// not a copy of its headers and payload. Keeping a message keeps that record alive; for a message
+/// of a large batch, copy out the payload if you keep it long.
 public struct Message<Payload: Sendable>: Sendable {
     @usableFromInline var record: TypedRecord<Payload>
     @usableFromInline var index: Int

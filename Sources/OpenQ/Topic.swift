@@ -53,7 +53,9 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// Publishes several messages at once, in order, with one lock hand-over.
     ///
     /// The messages are stored together: one allocation for the batch, consecutive ids and
-    /// sequence numbers, one `publishedAt`. Publishing in batches is the fastest way in.
+    /// sequence numbers, one `publishedAt`. Publishing in batches is the fastest way in. The
+    /// batch's storage is freed when its last message is done everywhere: one message of it that a
+    /// subscription still holds, or that your code keeps, keeps the whole batch's payloads alive.
     ///
     /// The batch is atomic with respect to `suspend` and `reject`: it is enqueued whole once there
     /// is room for all of it, or rejected whole. A batch larger than a suspending subscription's
