@@ -52,12 +52,12 @@ public struct Message<Payload: Sendable>: Sendable {
     }
 
     /// The message's identity, kept across dead-lettering and redrive.
-    @inlinable public var id: MessageID { MessageID(rawValue: record.firstID &+ UInt64(index)) }
+    @inlinable public var id: MessageID { record.id(at: index) }
     /// The name of the topic that holds the message.
     @inlinable public var topic: String { record.topic }
     /// The message's position in its topic: 1 for the first message published to it, then one more
     /// for each message. Replay can start at a sequence number.
-    @inlinable public var sequenceNumber: UInt64 { record.firstSequence &+ UInt64(index) }
+    @inlinable public var sequenceNumber: UInt64 { record.sequenceNumber(at: index) }
     /// The typed payload.
     @inlinable public var payload: Payload {
         get { record.payload(at: index) }

@@ -763,9 +763,9 @@ struct StateMachineShutdownTests {
 
 @Suite("ReadyQueue: runs, priority levels and batch takes")
 struct ReadyQueueTests {
-    /// A run of the given payloads, as one batch publish queues it.
-    func run(_ payloads: [Int]) -> MessageRun {
-        MessageRun(TypedRecord(payloads: payloads, headers: [:], priority: 0), 0..<payloads.count)
+    /// A run of the given payloads, as one batch publish at `priority` queues it.
+    func run(_ payloads: [Int], priority: Int = 0) -> MessageRun {
+        MessageRun(TypedRecord(payloads: payloads, headers: [:], priority: priority), 0..<payloads.count)
     }
 
     func payloads(_ runs: some Sequence<MessageRun>) -> [Int] {
@@ -774,22 +774,22 @@ struct ReadyQueueTests {
 
     @Test func take_movesASingleLevelOutWhole_andKeepsWorkingAfterwards() {
         var queue = ReadyQueue()
-        queue.append(run([1, 2, 3]), priority: 0)
-        queue.append(run([4, 5]), priority: 0)
+        queue.append(run([1, 2, 3]))
+        queue.append(run([4, 5]))
         let taken = queue.take(upTo: 10)
         #expect(payloads(taken.runs) == [1, 2, 3, 4, 5] && taken.count == 5)
         #expect(taken.runs.count == 2, "runs are moved, not split into messages")
         #expect(queue.count == 0)
-        queue.append(run([6]), priority: 0)
+        queue.append(run([6]))
         #expect(payloads(queue.take(upTo: 10).runs) == [6])
         #expect(queue.take(upTo: 10).runs.isEmpty)
     }
 
     @Test func take_respectsMax_splittingARun_andPriorityOrder_acrossLevels() {
         var queue = ReadyQueue()
-        queue.append(run([1, 2, 3]), priority: 0)
-        queue.append(run([10, 11]), priority: 5)
-        queue.append(run([20]), priority: -1)
+        queue.append(run([1, 2, 3]))
+        queue.append(run([10, 11], priority: 5))
+        queue.append(run([20], priority: -1))
         let first = queue.take(upTo: 4)
         #expect(payloads(first.runs) == [10, 11, 1, 2] && first.count == 4)
         #expect(queue.count == 2)
@@ -800,8 +800,8 @@ struct ReadyQueueTests {
 
     @Test func popFirst_andPopLeastUrgent_takeSingleMessagesOutOfRuns() {
         var queue = ReadyQueue()
-        queue.append(run([1, 2, 3]), priority: 1)
-        queue.append(run([7, 8]), priority: 0)
+        queue.append(run([1, 2, 3], priority: 1))
+        queue.append(run([7, 8]))
         #expect(queue.popFirst().map { Message<Int>($0).payload } == 1)
         #expect(queue.popLeastUrgent().map { Message<Int>($0).payload } == 7)
         #expect(queue.heads.map { Message<Int>($0).payload } == [2, 8])

@@ -11,11 +11,13 @@ struct ReadyQueue {
     private(set) var count = 0
 
     mutating func append(_ message: StoredMessage) {
-        append(MessageRun(message), priority: message.priority)
+        append(MessageRun(message))
     }
 
-    mutating func append(_ run: MessageRun, priority: Int) {
+    /// Queues a run at its record's priority.
+    mutating func append(_ run: MessageRun) {
         guard run.count > 0 else { return }
+        let priority = run.record.priority
         count += run.count
         if !levels.isEmpty, levels[0].priority == priority {
             levels[0].runs.append(run)

@@ -63,9 +63,14 @@ class MessageRecord: @unchecked Sendable {
 
     final func copyStamps(of index: Int, from other: MessageRecord) {
         topic = other.topic
-        firstSequence = other.firstSequence + UInt64(index)
+        firstSequence = other.sequenceNumber(at: index)
         publishedAt = other.publishedAt
     }
+
+    /// The id of the message at `index`.
+    @inlinable final func id(at index: Int) -> MessageID { MessageID(rawValue: firstID &+ UInt64(index)) }
+    /// The sequence number of the message at `index`.
+    @inlinable final func sequenceNumber(at index: Int) -> UInt64 { firstSequence &+ UInt64(index) }
 }
 
 /// A ``MessageRecord`` with its typed payloads, allocated by the publishing ``Topic``.
@@ -114,7 +119,7 @@ final class TypedRecord<Payload: Sendable>: MessageRecord, @unchecked Sendable {
     func replacing(index: Int, payload: Payload, headers: [String: String]) -> TypedRecord<Payload> {
         let copy = TypedRecord(
             payload: payload, headers: headers, priority: priority,
-            id: MessageID(rawValue: firstID + UInt64(index)))
+            id: id(at: index))
         copy.copyStamps(of: index, from: self)
         return copy
     }
@@ -132,8 +137,8 @@ struct StoredMessage: Sendable {
         self.index = index
     }
 
-    var id: MessageID { MessageID(rawValue: record.firstID + UInt64(index)) }
-    var sequenceNumber: UInt64 { record.firstSequence + UInt64(index) }
+    var id: MessageID { record.id(at: index) }
+    var sequenceNumber: UInt64 { record.sequenceNumber(at: index) }
     var publishedAt: Date { record.publishedAt }
     var headers: [String: String] { record.headers }
     var priority: Int { record.priority }

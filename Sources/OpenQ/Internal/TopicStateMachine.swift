@@ -450,7 +450,7 @@ struct TopicStateMachine {
     ) -> Bool {
         if delay == .zero, subscriptions[index].backlog + run.count <= subscriptions[index].capacity {
             subscriptions[index].counters.routed += run.count
-            subscriptions[index].ready.append(run, priority: run.record.priority)
+            subscriptions[index].ready.append(run)
             return true
         }
         let visibleAt = delay > .zero ? now + delay : nil
