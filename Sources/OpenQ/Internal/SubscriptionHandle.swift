@@ -127,12 +127,9 @@ final class ConsumerCursor {
 
     /// The taken batch: tracked deliveries in reverse (the next one is the last element, so handing
     /// it out moves it out of the array instead of copying and retaining it), then first deliveries
-    /// of an automatic subscription: the run being handed out (`run`, while `runNext < runEnd`),
-    /// then the runs after it.
+    /// of an automatic subscription: the run being handed out (`current`), then the runs after it.
     @exclusivity(unchecked) private var handed: [HandedMessage] = []
-    @exclusivity(unchecked) private var run: MessageRecord?
-    @exclusivity(unchecked) private var runNext = 0
-    @exclusivity(unchecked) private var runEnd = 0
+    @exclusivity(unchecked) private var current: MessageRun?
     @exclusivity(unchecked) private var fresh: Deque<MessageRun> = []
     @exclusivity(unchecked) private var handedSinceCheck = 0
     @exclusivity(unchecked) private var ended = false
@@ -157,7 +154,7 @@ final class ConsumerCursor {
     /// benchmark when paid per message).
     @usableFromInline
     func nextBuffered() -> HandedMessage? {
-        guard runNext < runEnd || !handed.isEmpty || !fresh.isEmpty else { return nil }
+        guard (current?.count ?? 0) > 0 || !handed.isEmpty || !fresh.isEmpty else { return nil }
         // Cancellation is checked when the buffer is refilled and every `cancellationStride`
         // messages in between, not per message: reading a task's status is that same locked
         // atomic (8% of the batched benchmark when done per message).
@@ -195,14 +192,8 @@ final class ConsumerCursor {
     /// The next buffered message; the buffer is not empty.
     private func takeBuffered() -> HandedMessage {
         if let next = handed.popLast() { return next }
-        if runNext == runEnd {
-            let next = fresh.removeFirst()
-            run = next.record
-            runNext = Int(next.start)
-            runEnd = Int(next.end)
-        }
-        defer { runNext &+= 1 }
-        return HandedMessage(firstAutomaticDeliveryOf: StoredMessage(run.unsafelyUnwrapped, index: runNext))
+        if (current?.count ?? 0) == 0 { current = fresh.removeFirst() }
+        return HandedMessage(firstAutomaticDeliveryOf: current!.popFirst())
     }
 
     /// Before a consumer whose buffer ran dry takes the lock to wait, it watches the topic's
@@ -252,12 +243,10 @@ final class ConsumerCursor {
     func end() {
         guard !ended else { return }
         ended = true
-        if let run, runNext < runEnd { fresh.prepend(MessageRun(run, runNext..<runEnd)) }
+        if let current, current.count > 0 { fresh.prepend(current) }
         let unhanded = DeliveryBatch(handed: handed.reversed(), fresh: fresh).all
         handed = []
-        run = nil
-        runNext = 0
-        runEnd = 0
+        current = nil
         fresh = []
         guard let consumer else { return }
         let id = handle.id
