@@ -51,6 +51,13 @@ public struct Message<Payload: Sendable>: Sendable {
         self.index = stored.index
     }
 
+    /// The message at `index` of a record the topic stored; the topic guarantees the type.
+    @inlinable
+    init(_ record: MessageRecord, index: Int) {
+        self.record = unsafeDowncast(record, to: TypedRecord<Payload>.self)
+        self.index = index
+    }
+
     /// The message's identity, kept across dead-lettering and redrive.
     @inlinable public var id: MessageID { record.id(at: index) }
     /// The name of the topic that holds the message.

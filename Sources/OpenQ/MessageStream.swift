@@ -6,6 +6,9 @@
 /// checked every 8 messages, not on each one, to keep the hot path cheap). Messages that were
 /// taken in a batch but not yet returned by `next()` go back to the subscription when it ends, and
 /// are counted as purged with it.
+///
+/// For readers that keep up with batch publishers, ``batches`` reads the same messages a batch
+/// at a time, without an `await` per message.
 public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Message<Payload>
     public typealias Failure = Never

@@ -26,6 +26,17 @@ struct ReadmeExamplesTests {
         let updates = try orders.subscribe()
         let printer = Task { for await message in updates { print("update", message.payload.id) } }
 
+        // The fastest way through a topic: read a subscriber's messages a batch at a time.
+        let ledger = try orders.subscribe(prefetch: 1_024)
+        let ledgerReader = Task {
+            var read: [Int] = []
+            for await batch in ledger.batches {
+                print("ledger", batch.count, "up to", batch.last!.payload.id)
+                read += batch.map(\.payload.id)
+            }
+            return read
+        }
+
         // Work queue: consumers of "billing" compete; manual acks with a visibility timeout.
         let billing = try orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
         let worker = Task {
@@ -58,6 +69,7 @@ struct ReadmeExamplesTests {
         let report = await queue.shutdown(gracePeriod: .seconds(5))
         print("unacknowledged:", report.unacknowledged)
         _ = await (printer.value, worker.result, audit.wait())
+        #expect(await ledgerReader.value == Array(1...10), "the batch reader saw every message once, in order")
 
         #expect(report.unacknowledged == 0 && report.undelivered == 0)
         #expect(report.statistics.topic("orders")?.published == 10)

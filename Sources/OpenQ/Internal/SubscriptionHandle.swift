@@ -189,6 +189,29 @@ final class ConsumerCursor {
         }
     }
 
+    /// Everything the consumer holds, or the next batch it takes, waiting for one when there is
+    /// none; `nil` once the cursor ended. Cancellation is checked once per batch.
+    @usableFromInline
+    func nextBatch(isolation: isolated (any Actor)? = #isolation) async -> DeliveryBatch? {
+        if ended { return nil }
+        if (current?.count ?? 0) > 0 || !handed.isEmpty || !fresh.isEmpty {
+            if let current, current.count > 0 { fresh.prepend(current) }
+            let buffered = DeliveryBatch(handed: handed.reversed(), fresh: fresh)
+            handed = []
+            current = nil
+            fresh = []
+            return buffered
+        }
+        awaitBatch()
+        switch await handle.wait(consumer: consumer, max: prefetch, pollTimeout: nil) {
+        case .messages(let batch):
+            return batch
+        case .cancelled, .finished, .timedOut:
+            end()
+            return nil
+        }
+    }
+
     /// The next buffered message; the buffer is not empty.
     private func takeBuffered() -> HandedMessage {
         if let next = handed.popLast() { return next }

@@ -1300,6 +1300,7 @@ extension HandedMessage {
 /// (`fresh`: runs of messages, each delivery attempt 1 with no receipt), so taking them holds the
 /// lock for a moment whatever their number; tracked deliveries and repeated ones carry their
 /// receipt (`handed`).
+@usableFromInline
 struct DeliveryBatch: Sendable {
     var handed: [HandedMessage] = []
     var fresh: Deque<MessageRun> = []
