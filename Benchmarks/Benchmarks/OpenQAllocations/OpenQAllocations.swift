@@ -51,6 +51,25 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
     }
 
+    Benchmark("BatchPublish256ThenBatches") { benchmark in
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil))
+        let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
+        let stream = try topic.subscribe(prefetch: 256)
+        var batches = stream.batches.makeAsyncIterator()
+        let batch = (0..<256).map { Payload(number: $0, label: "order") }
+        let total = benchmark.scaledIterations.count / 256 * 256
+        benchmark.startMeasurement()
+        for _ in 0..<(total / 256) {
+            try await topic.publish(contentsOf: batch)
+        }
+        var read = 0
+        while read < total, let taken = await batches.next() {
+            for message in taken { blackHole(message) }
+            read += taken.count
+        }
+        benchmark.stopMeasurement()
+    }
+
     Benchmark("PublishReceive100AckManual") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))

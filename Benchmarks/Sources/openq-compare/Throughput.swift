@@ -34,14 +34,33 @@ final class Countdown: Sendable {
     }
 }
 
-/// A consumer task that reads `count` messages of an OpenQ stream.
+/// A consumer task that reads `count` messages of an OpenQ stream one by one, reading each
+/// payload as the hand-rolled consumer does, and checks them.
 func read(_ count: Int, from stream: MessageStream<Payload>) -> Task<Void, Never> {
     Task {
         var received = 0
-        for await _ in stream {
+        var checksum = 0
+        for await message in stream {
             received += 1
+            checksum &+= message.payload.number
             if received == count { break }
         }
+        precondition(checksum == (count - 1) * count / 2)
+    }
+}
+
+/// The same, reading the stream a batch at a time (``MessageStream/batches``), as the hand-rolled
+/// consumer reads its queue.
+func readBatches(_ count: Int, from stream: MessageStream<Payload>) -> Task<Void, Never> {
+    Task {
+        var received = 0
+        var checksum = 0
+        for await batch in stream.batches {
+            for message in batch { checksum &+= message.payload.number }
+            received += batch.count
+            if received >= count { break }
+        }
+        precondition(received == count && checksum == (count - 1) * count / 2)
     }
 }
 
@@ -83,6 +102,17 @@ enum OneToOne {
     static let openQBatched: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
         let consumer = read(count, from: try topic.subscribe(prefetch: 256))
+        let start = ContinuousClock.now
+        for first in stride(from: 0, to: count, by: 256) {
+            try await topic.publish(contentsOf: (first..<min(first + 256, count)).map(Payload.init))
+        }
+        await consumer.value
+        return (ContinuousClock.now - start, count)
+    }
+
+    static let openQBatchedReadInBatches: Run = { count in
+        let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
+        let consumer = readBatches(count, from: try topic.subscribe(prefetch: 256))
         let start = ContinuousClock.now
         for first in stride(from: 0, to: count, by: 256) {
             try await topic.publish(contentsOf: (first..<min(first + 256, count)).map(Payload.init))

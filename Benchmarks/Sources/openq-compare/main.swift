@@ -200,7 +200,10 @@ if wanted("1→1") {
             ("hand-rolled Mutex+Deque", OneToOne.handRolled),
         ])
     rows += try await compare(
-        "1→1 batches of 256", count: n, rounds: rounds, openQ: OneToOne.openQBatched,
+        "1→1 batches of 256, read one by one", count: n, rounds: rounds, openQ: OneToOne.openQBatched,
+        peers: [("hand-rolled, batches of 256", OneToOne.handRolledBatched)])
+    rows += try await compare(
+        "1→1 batches of 256, read as batches", count: n, rounds: rounds, openQ: OneToOne.openQBatchedReadInBatches,
         peers: [("hand-rolled, batches of 256", OneToOne.handRolledBatched)])
 }
 if wanted("single task") {
