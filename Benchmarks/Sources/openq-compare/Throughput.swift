@@ -34,18 +34,32 @@ final class Countdown: Sendable {
     }
 }
 
-/// A consumer task that reads `count` messages of an OpenQ stream one by one, reading each
-/// payload as the hand-rolled consumer does, and checks them.
+/// What a consumer read: how many payloads and the sum of their numbers. Every consumer here,
+/// OpenQ's and the peers', reads each payload it is handed into one, so none skips work the
+/// others do, and checks at the end that it got the numbers 0..<count, each once.
+struct Tally {
+    var received = 0
+    var checksum = 0
+
+    mutating func add(_ payload: Payload) {
+        received += 1
+        checksum &+= payload.number
+    }
+
+    func check(_ count: Int) {
+        precondition(received == count && checksum == (count - 1) * count / 2, "lost or repeated messages")
+    }
+}
+
+/// A consumer task that reads `count` messages of an OpenQ stream one by one.
 func read(_ count: Int, from stream: MessageStream<Payload>) -> Task<Void, Never> {
     Task {
-        var received = 0
-        var checksum = 0
+        var tally = Tally()
         for await message in stream {
-            received += 1
-            checksum &+= message.payload.number
-            if received == count { break }
+            tally.add(message.payload)
+            if tally.received == count { break }
         }
-        precondition(checksum == (count - 1) * count / 2)
+        tally.check(count)
     }
 }
 
@@ -53,39 +67,32 @@ func read(_ count: Int, from stream: MessageStream<Payload>) -> Task<Void, Never
 /// consumer reads its queue.
 func readBatches(_ count: Int, from stream: MessageStream<Payload>) -> Task<Void, Never> {
     Task {
-        var received = 0
-        var checksum = 0
+        var tally = Tally()
         for await batch in stream.batches {
-            for message in batch { checksum &+= message.payload.number }
-            received += batch.count
-            if received >= count { break }
+            for message in batch { tally.add(message.payload) }
+            if tally.received >= count { break }
         }
-        precondition(received == count && checksum == (count - 1) * count / 2)
+        tally.check(count)
     }
 }
 
-/// An `AsyncStream` consumer that reads until the stream finishes and checks the count.
+/// An `AsyncStream` consumer that reads until the stream finishes.
 func drain(_ stream: AsyncStream<Payload>, expecting count: Int) -> Task<Void, Never> {
     Task {
-        var received = 0
-        for await _ in stream { received += 1 }
-        precondition(received == count)
+        var tally = Tally()
+        for await payload in stream { tally.add(payload) }
+        tally.check(count)
     }
 }
 
-/// The hand-rolled queue's consumer. It visits every element, as every other consumer here does,
-/// so that the ceiling is honest.
+/// The hand-rolled queue's consumer: it drains the queue a batch at a time and visits every element.
 func drain(_ queue: HandRolledQueue<Payload>, expecting count: Int) -> Task<Void, Never> {
     Task {
-        var received = 0
-        var checksum = 0
+        var tally = Tally()
         while let batch = await queue.nextBatch() {
-            for payload in batch {
-                received += 1
-                checksum &+= payload.number
-            }
+            for payload in batch { tally.add(payload) }
         }
-        precondition(received == count && checksum == (count - 1) * count / 2)
+        tally.check(count)
     }
 }
 
@@ -99,26 +106,24 @@ enum OneToOne {
         return (ContinuousClock.now - start, count)
     }
 
-    static let openQBatched: Run = { count in
-        let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-        let consumer = read(count, from: try topic.subscribe(prefetch: 256))
-        let start = ContinuousClock.now
-        for first in stride(from: 0, to: count, by: 256) {
-            try await topic.publish(contentsOf: (first..<min(first + 256, count)).map(Payload.init))
-        }
-        await consumer.value
-        return (ContinuousClock.now - start, count)
-    }
+    /// Batches of 256 published, read one message at a time.
+    static let openQBatched = batchPublished(readBy: read(_:from:))
+    /// Batches of 256 published, read through `MessageStream.batches`.
+    static let openQBatchedReadInBatches = batchPublished(readBy: readBatches(_:from:))
 
-    static let openQBatchedReadInBatches: Run = { count in
-        let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-        let consumer = readBatches(count, from: try topic.subscribe(prefetch: 256))
-        let start = ContinuousClock.now
-        for first in stride(from: 0, to: count, by: 256) {
-            try await topic.publish(contentsOf: (first..<min(first + 256, count)).map(Payload.init))
+    static func batchPublished(
+        readBy reader: @escaping @Sendable (Int, MessageStream<Payload>) -> Task<Void, Never>
+    ) -> Run {
+        { count in
+            let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
+            let consumer = reader(count, try topic.subscribe(prefetch: 256))
+            let start = ContinuousClock.now
+            for first in stride(from: 0, to: count, by: 256) {
+                try await topic.publish(contentsOf: (first..<min(first + 256, count)).map(Payload.init))
+            }
+            await consumer.value
+            return (ContinuousClock.now - start, count)
         }
-        await consumer.value
-        return (ContinuousClock.now - start, count)
     }
 
     static let asyncStream: Run = { count in
@@ -134,9 +139,9 @@ enum OneToOne {
     static let asyncChannel: Run = { count in
         let channel = AsyncChannel<Payload>()
         let consumer = Task {
-            var received = 0
-            for await _ in channel { received += 1 }
-            precondition(received == count)
+            var tally = Tally()
+            for await payload in channel { tally.add(payload) }
+            tally.check(count)
         }
         let start = ContinuousClock.now
         for number in 0..<count { await channel.send(Payload(number)) }
@@ -152,9 +157,9 @@ enum OneToOne {
         var source = consume channelAndSource.source
         let consumer = Task {
             var channel = box.take()
-            var received = 0
-            while await channel.next() != nil { received += 1 }
-            precondition(received == count)
+            var tally = Tally()
+            while let payload = await channel.next() { tally.add(payload) }
+            tally.check(count)
         }
         let start = ContinuousClock.now
         for number in 0..<count { try await source.send(Payload(number)) }
@@ -175,9 +180,9 @@ enum OneToOne {
         let sequence = made.sequence
         let source = made.source
         let consumer = Task {
-            var received = 0
-            for await _ in sequence { received += 1 }
-            precondition(received == count)
+            var tally = Tally()
+            for await payload in sequence { tally.add(payload) }
+            tally.check(count)
         }
         let start = ContinuousClock.now
         for number in 0..<count {
@@ -221,7 +226,9 @@ enum SingleTask {
         var iterator = stream.makeAsyncIterator()
         let start = ContinuousClock.now
         for number in 0..<count { try await topic.publish(Payload(number)) }
-        for _ in 0..<count { _ = await iterator.next() }
+        var tally = Tally()
+        for _ in 0..<count { if let message = await iterator.next() { tally.add(message.payload) } }
+        tally.check(count)
         return (ContinuousClock.now - start, count)
     }
 
@@ -230,11 +237,11 @@ enum SingleTask {
         let start = ContinuousClock.now
         for number in 0..<count { queue.send(Payload(number)) }
         queue.finish()
-        var received = 0
+        var tally = Tally()
         while let batch = await queue.nextBatch() {
-            for payload in batch { received &+= payload.number & 1 }
+            for payload in batch { tally.add(payload) }
         }
-        precondition(received <= count)
+        tally.check(count)
         return (ContinuousClock.now - start, count)
     }
 }
