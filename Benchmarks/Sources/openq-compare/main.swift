@@ -4,6 +4,11 @@ import OpenQ
 // openq-compare: OpenQ side by side with AsyncStream, the best async channels and a hand-rolled
 // ceiling, alternating A B A B in one process. Release builds only:
 //   swift run -c release --package-path Benchmarks openq-compare [--messages N] [--rounds R] [--only TEXT] [--json]
+//
+// A whole run starts one child process per scenario (and per peer of the 1→1 per-message
+// scenario), so that no scenario runs in a process another one left behind: measured here, the
+// batched rows ran at half speed, OpenQ and hand-rolled alike, after AsyncChannel or the MPSC
+// channel had run in the same process.
 
 #if DEBUG
     FileHandle.standardError.write(Data("openq-compare measures release builds only: add -c release.\n".utf8))
@@ -19,6 +24,11 @@ struct Options {
     var openQOnly = false
     /// Keeps only the peers whose name contains this text (for profiling one of them).
     var peer: String?
+    /// Runs every scenario in this process instead of one child process per scenario.
+    var inProcess = false
+
+    /// A whole run (no `--only`, `--peer` or probe) runs each scenario in a fresh child process.
+    var isolatesScenarios: Bool { only == nil && peer == nil && memoryProbe == nil && !inProcess }
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.dropFirst().makeIterator()
@@ -31,9 +41,10 @@ struct Options {
             case "--memory-probe": memoryProbe = iterator.next()
             case "--openq-only": openQOnly = true
             case "--peer": peer = iterator.next()
+            case "--in-process": inProcess = true
             case "--help", "-h":
                 print(
-                    "usage: openq-compare [--messages N (1000000)] [--rounds R (5)] [--only TEXT] [--openq-only] [--peer TEXT] [--json]"
+                    "usage: openq-compare [--messages N (1000000)] [--rounds R (5)] [--only TEXT] [--openq-only] [--peer TEXT] [--in-process] [--json]"
                 )
                 exit(0)
             default: throw CompareError("unknown argument \(argument); see --help")
@@ -50,7 +61,7 @@ struct Options {
 }
 
 /// One line of the table: OpenQ's samples beside a peer's.
-struct Row: Encodable {
+struct Row: Codable {
     var scenario: String
     var unit: String
     var higherIsBetter: Bool
@@ -67,13 +78,35 @@ struct Row: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scenario, unit, peer, openQ, peerSamples, openQMedian, peerMedian, advantage
+        case scenario, unit, higherIsBetter, peer, openQ, peerSamples, openQMedian, peerMedian, advantage
+    }
+
+    init(
+        scenario: String, unit: String, higherIsBetter: Bool, peer: String, openQ: [Double], peerSamples: [Double]
+    ) {
+        self.scenario = scenario
+        self.unit = unit
+        self.higherIsBetter = higherIsBetter
+        self.peer = peer
+        self.openQ = openQ
+        self.peerSamples = peerSamples
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        scenario = try container.decode(String.self, forKey: .scenario)
+        unit = try container.decode(String.self, forKey: .unit)
+        higherIsBetter = try container.decode(Bool.self, forKey: .higherIsBetter)
+        peer = try container.decode(String.self, forKey: .peer)
+        openQ = try container.decode([Double].self, forKey: .openQ)
+        peerSamples = try container.decode([Double].self, forKey: .peerSamples)
     }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(scenario, forKey: .scenario)
         try container.encode(unit, forKey: .unit)
+        try container.encode(higherIsBetter, forKey: .higherIsBetter)
         try container.encode(peer, forKey: .peer)
         try container.encode(openQ, forKey: .openQ)
         try container.encode(peerSamples, forKey: .peerSamples)
@@ -173,6 +206,54 @@ func table(_ rows: [Row]) -> String {
 let options = try Options(CommandLine.arguments)
 if let probe = options.memoryProbe {
     try await Memory.probe(probe, count: options.messages)
+    exit(0)
+}
+
+/// The child runs of a whole run, in table order: a scenario group (`--only`), and for the 1→1
+/// per-message scenario one child per peer.
+let isolatedRuns: [(only: String, peer: String?)] =
+    (options.openQOnly
+        ? [("1→1 per message", nil)]
+        : ["AsyncStream", "AsyncChannel", "MPSC channel", "NIOAsyncSequenceProducer", "hand-rolled Mutex+Deque"]
+            .map { ("1→1 per message", $0) })
+    + ["1→1 batches", "single task", "fan-out", "4→4", "ack", "redeliver", "latency", "memory", "scale"].map {
+        ($0, nil)
+    }
+
+/// Runs one child run of this executable and reads its rows.
+func runChild(only: String, peer: String?) throws -> [Row] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+    var arguments = [
+        "--only", only, "--json", "--messages", String(options.messages), "--rounds", String(options.rounds),
+    ]
+    if let peer { arguments += ["--peer", peer] }
+    if options.openQOnly { arguments.append("--openq-only") }
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw CompareError("the child run of '\(only)' failed with status \(process.terminationStatus)")
+    }
+    return try JSONDecoder().decode([Row].self, from: data)
+}
+
+func output(_ rows: [Row]) throws {
+    if options.json {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+    } else {
+        print(table(rows))
+    }
+}
+
+if options.isolatesScenarios {
+    log("openq-compare: one child process per scenario")
+    try output(try isolatedRuns.flatMap { try runChild(only: $0.only, peer: $0.peer) })
     exit(0)
 }
 
@@ -285,10 +366,4 @@ if wanted("scale", others: "10k topics", "2 producers") {
         peers: [("OpenQ, 1 producer on 1 topic", Scale.parallelTopics(1))])
 }
 
-if options.json {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(rows), as: UTF8.self))
-} else {
-    print(table(rows))
-}
+try output(rows)
