@@ -154,7 +154,7 @@ final class ConsumerCursor {
     /// benchmark when paid per message).
     @usableFromInline
     func nextBuffered() -> HandedMessage? {
-        guard (current?.count ?? 0) > 0 || !handed.isEmpty || !fresh.isEmpty else { return nil }
+        guard holdsMessages else { return nil }
         // Cancellation is checked when the buffer is refilled and every `cancellationStride`
         // messages in between, not per message: reading a task's status is that same locked
         // atomic (8% of the batched benchmark when done per message).
@@ -194,14 +194,7 @@ final class ConsumerCursor {
     @usableFromInline
     func nextBatch(isolation: isolated (any Actor)? = #isolation) async -> DeliveryBatch? {
         if ended { return nil }
-        if (current?.count ?? 0) > 0 || !handed.isEmpty || !fresh.isEmpty {
-            if let current, current.count > 0 { fresh.prepend(current) }
-            let buffered = DeliveryBatch(handed: handed.reversed(), fresh: fresh)
-            handed = []
-            current = nil
-            fresh = []
-            return buffered
-        }
+        if holdsMessages { return takeAll() }
         awaitBatch()
         switch await handle.wait(consumer: consumer, max: prefetch, pollTimeout: nil) {
         case .messages(let batch):
@@ -210,6 +203,20 @@ final class ConsumerCursor {
             end()
             return nil
         }
+    }
+
+    /// Whether the cursor holds messages it has not handed out.
+    private var holdsMessages: Bool { (current?.count ?? 0) > 0 || !handed.isEmpty || !fresh.isEmpty }
+
+    /// Removes and returns every message the cursor holds, in delivery order.
+    private func takeAll() -> DeliveryBatch {
+        if let current, current.count > 0 { fresh.prepend(current) }
+        defer {
+            handed = []
+            current = nil
+            fresh = []
+        }
+        return DeliveryBatch(handed: handed.reversed(), fresh: fresh)
     }
 
     /// The next buffered message; the buffer is not empty.
@@ -266,11 +273,7 @@ final class ConsumerCursor {
     func end() {
         guard !ended else { return }
         ended = true
-        if let current, current.count > 0 { fresh.prepend(current) }
-        let unhanded = DeliveryBatch(handed: handed.reversed(), fresh: fresh).all
-        handed = []
-        current = nil
-        fresh = []
+        let unhanded = takeAll().all
         guard let consumer else { return }
         let id = handle.id
         handle.storage.withState { state, now in
