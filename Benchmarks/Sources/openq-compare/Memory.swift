@@ -43,18 +43,9 @@ enum Memory {
 
     /// Runs a probe in a child process and reads its answer.
     static func measure(_ kind: String, count: Int) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        process.arguments = ["--memory-probe", kind, "--messages", String(count)]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard process.terminationStatus == 0, let value = Double(text) else {
-            throw CompareError("memory probe '\(kind)' failed: \(text)")
-        }
+        let output = try runThisExecutable(["--memory-probe", kind, "--messages", String(count)])
+        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let value = Double(text) else { throw CompareError("memory probe '\(kind)' answered '\(text)'") }
         return value
     }
 }

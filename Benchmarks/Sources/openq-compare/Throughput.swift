@@ -97,6 +97,12 @@ func drain(_ queue: HandRolledQueue<Payload>, expecting count: Int) -> Task<Void
 }
 
 enum OneToOne {
+    /// The peers of the per-message scenario, by the names the table shows.
+    static let peers: [(String, Run)] = [
+        ("AsyncStream", asyncStream), ("AsyncChannel", asyncChannel), ("MPSC channel", mpscChannel),
+        ("NIOAsyncSequenceProducer", nioProducer), ("hand-rolled Mutex+Deque", handRolled),
+    ]
+
     static let openQ: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
         let consumer = read(count, from: try topic.subscribe(prefetch: 256))

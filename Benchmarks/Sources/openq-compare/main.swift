@@ -81,27 +81,6 @@ struct Row: Codable {
         case scenario, unit, higherIsBetter, peer, openQ, peerSamples, openQMedian, peerMedian, advantage
     }
 
-    init(
-        scenario: String, unit: String, higherIsBetter: Bool, peer: String, openQ: [Double], peerSamples: [Double]
-    ) {
-        self.scenario = scenario
-        self.unit = unit
-        self.higherIsBetter = higherIsBetter
-        self.peer = peer
-        self.openQ = openQ
-        self.peerSamples = peerSamples
-    }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        scenario = try container.decode(String.self, forKey: .scenario)
-        unit = try container.decode(String.self, forKey: .unit)
-        higherIsBetter = try container.decode(Bool.self, forKey: .higherIsBetter)
-        peer = try container.decode(String.self, forKey: .peer)
-        openQ = try container.decode([Double].self, forKey: .openQ)
-        peerSamples = try container.decode([Double].self, forKey: .peerSamples)
-    }
-
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(scenario, forKey: .scenario)
@@ -113,6 +92,19 @@ struct Row: Codable {
         try container.encode(openQMedian, forKey: .openQMedian)
         try container.encode(peerMedian, forKey: .peerMedian)
         try container.encode(advantage.isNaN ? 0 : advantage, forKey: .advantage)
+    }
+}
+
+// In an extension, so that Row keeps its memberwise initializer.
+extension Row {
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        scenario = try container.decode(String.self, forKey: .scenario)
+        unit = try container.decode(String.self, forKey: .unit)
+        higherIsBetter = try container.decode(Bool.self, forKey: .higherIsBetter)
+        peer = try container.decode(String.self, forKey: .peer)
+        openQ = try container.decode([Double].self, forKey: .openQ)
+        peerSamples = try container.decode([Double].self, forKey: .peerSamples)
     }
 }
 
@@ -214,21 +206,16 @@ if let probe = options.memoryProbe {
 let isolatedRuns: [(only: String, peer: String?)] =
     (options.openQOnly
         ? [("1→1 per message", nil)]
-        : ["AsyncStream", "AsyncChannel", "MPSC channel", "NIOAsyncSequenceProducer", "hand-rolled Mutex+Deque"]
-            .map { ("1→1 per message", $0) })
+        : OneToOne.peers.map { ("1→1 per message", $0.0) })
     + ["1→1 batches", "single task", "fan-out", "4→4", "ack", "redeliver", "latency", "memory", "scale"].map {
         ($0, nil)
     }
 
-/// Runs one child run of this executable and reads its rows.
-func runChild(only: String, peer: String?) throws -> [Row] {
+/// Runs this executable with `arguments` in a child process and returns what it printed; throws
+/// when the child fails. Its standard error (progress) goes to ours.
+func runThisExecutable(_ arguments: [String]) throws -> Data {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-    var arguments = [
-        "--only", only, "--json", "--messages", String(options.messages), "--rounds", String(options.rounds),
-    ]
-    if let peer { arguments += ["--peer", peer] }
-    if options.openQOnly { arguments.append("--openq-only") }
     process.arguments = arguments
     let pipe = Pipe()
     process.standardOutput = pipe
@@ -236,9 +223,21 @@ func runChild(only: String, peer: String?) throws -> [Row] {
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
-        throw CompareError("the child run of '\(only)' failed with status \(process.terminationStatus)")
+        throw CompareError(
+            "openq-compare \(arguments.joined(separator: " ")) failed with status \(process.terminationStatus): "
+                + String(decoding: data, as: UTF8.self))
     }
-    return try JSONDecoder().decode([Row].self, from: data)
+    return data
+}
+
+/// Runs one child run of this executable and reads its rows.
+func runChild(only: String, peer: String?) throws -> [Row] {
+    var arguments = [
+        "--only", only, "--json", "--messages", String(options.messages), "--rounds", String(options.rounds),
+    ]
+    if let peer { arguments += ["--peer", peer] }
+    if options.openQOnly { arguments.append("--openq-only") }
+    return try JSONDecoder().decode([Row].self, from: try runThisExecutable(arguments))
 }
 
 func output(_ rows: [Row]) throws {
@@ -274,12 +273,7 @@ log("openq-compare: \(n) messages, \(rounds) rounds, \(ProcessInfo.processInfo.a
 
 if wanted("1→1") {
     rows += try await compare(
-        "1→1 per message", count: n, rounds: rounds, openQ: OneToOne.openQ,
-        peers: [
-            ("AsyncStream", OneToOne.asyncStream), ("AsyncChannel", OneToOne.asyncChannel),
-            ("MPSC channel", OneToOne.mpscChannel), ("NIOAsyncSequenceProducer", OneToOne.nioProducer),
-            ("hand-rolled Mutex+Deque", OneToOne.handRolled),
-        ])
+        "1→1 per message", count: n, rounds: rounds, openQ: OneToOne.openQ, peers: OneToOne.peers)
     rows += try await compare(
         "1→1 batches of 256, read one by one", count: n, rounds: rounds, openQ: OneToOne.openQBatched,
         peers: [("hand-rolled, batches of 256", OneToOne.handRolledBatched)])
