@@ -134,6 +134,8 @@ final class ConsumerCursor {
     @exclusivity(unchecked) private var handedSinceCheck = 0
     @exclusivity(unchecked) private var ended = false
     @exclusivity(unchecked) private var lastSeen: UInt64 = .max
+    /// Whether the last take brought less than a quarter of `prefetch` (see `takeBatch()`).
+    @exclusivity(unchecked) private var caughtUp = false
 
     @usableFromInline
     init(handle: SubscriptionHandle, prefetch: Int) {
@@ -175,18 +177,12 @@ final class ConsumerCursor {
     func next(isolation: isolated (any Actor)? = #isolation) async -> HandedMessage? {
         if let buffered = nextBuffered() { return buffered }
         if ended { return nil }
-        awaitBatch()
-        switch await handle.wait(consumer: consumer, max: prefetch, pollTimeout: nil) {
-        case .messages(let batch):
-            handed = batch.handed
-            handed.reverse()
-            fresh = batch.fresh
-            handedSinceCheck = 0
-            return takeBuffered()
-        case .cancelled, .finished, .timedOut:
-            end()
-            return nil
-        }
+        guard let batch = await takeBatch() else { return nil }
+        handed = batch.handed
+        handed.reverse()
+        fresh = batch.fresh
+        handedSinceCheck = 0
+        return takeBuffered()
     }
 
     /// Everything the consumer holds, or the next batch it takes, waiting for one when there is
@@ -195,9 +191,25 @@ final class ConsumerCursor {
     func nextBatch(isolation: isolated (any Actor)? = #isolation) async -> DeliveryBatch? {
         if ended { return nil }
         if holdsMessages { return takeAll() }
+        return await takeBatch()
+    }
+
+    /// Takes the next batch from the subscription, waiting for one when there is none; `nil` (and
+    /// the cursor ends) when the task is cancelled or the subscription ends.
+    ///
+    /// A consumer whose last take brought less than a quarter of its `prefetch` has caught up with
+    /// its producers. Before it takes again it yields its thread once: the producers, and the
+    /// consumers of other subscriptions that share the few threads of the cooperative pool, run
+    /// meanwhile and messages gather. Without it, a caught-up consumer takes a handful of messages
+    /// per lock acquisition and meets the producer on the topic's lock and queues for each
+    /// handful. Measured on 2 cores: 1 -> 16 fan-out 13 M -> 19 M deliveries/s (the takes grew
+    /// from 19 to 125 messages), 1 -> 1 per message 3.8 M -> 4.4 M msgs/s.
+    private func takeBatch(isolation: isolated (any Actor)? = #isolation) async -> DeliveryBatch? {
+        if caughtUp { await Task.yield() }
         awaitBatch()
         switch await handle.wait(consumer: consumer, max: prefetch, pollTimeout: nil) {
         case .messages(let batch):
+            caughtUp = batch.count < prefetch / 4
             return batch
         case .cancelled, .finished, .timedOut:
             end()
@@ -222,7 +234,15 @@ final class ConsumerCursor {
     /// The next buffered message; the buffer is not empty.
     private func takeBuffered() -> HandedMessage {
         if let next = handed.popLast() { return next }
-        if (current?.count ?? 0) == 0 { current = fresh.removeFirst() }
+        if (current?.count ?? 0) == 0 {
+            let run = fresh.removeFirst()
+            // A run of one message (a single publish) hands its record reference over to the
+            // message instead of copying it: copying costs a retain now and a release when the
+            // run is dropped, two atomic operations on the record, which a fan-out shares with the
+            // producer's core and every other subscription.
+            guard run.count > 1 else { return HandedMessage(firstAutomaticDeliveryOf: run.first) }
+            current = run
+        }
         return HandedMessage(firstAutomaticDeliveryOf: current!.popFirst())
     }
 

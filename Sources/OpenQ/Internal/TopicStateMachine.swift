@@ -1305,6 +1305,9 @@ struct DeliveryBatch: Sendable {
     var handed: [HandedMessage] = []
     var fresh: Deque<MessageRun> = []
 
+    /// How many messages the batch holds.
+    var count: Int { fresh.reduce(handed.count) { $0 + $1.count } }
+
     /// Every message of the batch with its receipt, `handed` first.
     var all: [HandedMessage] {
         handed + fresh.lazy.flatMap(\.messages).map(HandedMessage.init(firstAutomaticDeliveryOf:))
