@@ -68,6 +68,8 @@ struct Row: Codable {
     var peer: String
     var openQ: [Double]
     var peerSamples: [Double]
+    /// The core-to-core round trip (ns) measured when the process that ran the row started.
+    var coreToCore: Double? = nil
 
     var openQMedian: Double { median(openQ) }
     var peerMedian: Double { median(peerSamples) }
@@ -78,7 +80,7 @@ struct Row: Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scenario, unit, higherIsBetter, peer, openQ, peerSamples, openQMedian, peerMedian, advantage
+        case scenario, unit, higherIsBetter, peer, openQ, peerSamples, coreToCore, openQMedian, peerMedian, advantage
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -89,6 +91,7 @@ struct Row: Codable {
         try container.encode(peer, forKey: .peer)
         try container.encode(openQ, forKey: .openQ)
         try container.encode(peerSamples, forKey: .peerSamples)
+        try container.encodeIfPresent(coreToCore, forKey: .coreToCore)
         try container.encode(openQMedian, forKey: .openQMedian)
         try container.encode(peerMedian, forKey: .peerMedian)
         try container.encode(advantage.isNaN ? 0 : advantage, forKey: .advantage)
@@ -105,6 +108,7 @@ extension Row {
         peer = try container.decode(String.self, forKey: .peer)
         openQ = try container.decode([Double].self, forKey: .openQ)
         peerSamples = try container.decode([Double].self, forKey: .peerSamples)
+        coreToCore = try container.decodeIfPresent(Double.self, forKey: .coreToCore)
     }
 }
 
@@ -240,19 +244,31 @@ func runChild(only: String, peer: String?) throws -> [Row] {
     return try JSONDecoder().decode([Row].self, from: try runThisExecutable(arguments))
 }
 
-func output(_ rows: [Row]) throws {
+/// Prints the rows, then (not in JSON, which is the rows only) the core-to-core round trip each
+/// process measured when it started, labelled by what it ran.
+func output(_ rows: [Row], roundTrips: [(ran: String, nanoseconds: Double?)]) throws {
     if options.json {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         print(String(decoding: try encoder.encode(rows), as: UTF8.self))
-    } else {
-        print(table(rows))
+        return
     }
+    print(table(rows))
+    let trips = roundTrips.map { "\($0.ran) \($0.nanoseconds.map { String(Int($0.rounded())) } ?? "–")" }
+    print("core-to-core round trip at the start, ns (see CoreToCore.swift): \(trips.joined(separator: ", "))")
 }
 
 if options.isolatesScenarios {
     log("openq-compare: one child process per scenario")
-    try output(try isolatedRuns.flatMap { try runChild(only: $0.only, peer: $0.peer) })
+    var rows: [Row] = []
+    var roundTrips: [(String, Double?)] = []
+    for run in isolatedRuns {
+        let childRows = try runChild(only: run.only, peer: run.peer)
+        roundTrips.append(
+            ([run.only, run.peer].compactMap { $0 }.joined(separator: " vs "), childRows.first?.coreToCore))
+        rows += childRows
+    }
+    try output(rows, roundTrips: roundTrips)
     exit(0)
 }
 
@@ -269,7 +285,10 @@ func wanted(_ group: String, others: String...) -> Bool {
 }
 nonisolated(unsafe) var wholeGroup = true
 var rows: [Row] = []
-log("openq-compare: \(n) messages, \(rounds) rounds, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+let roundTripAtStart = CoreToCore.roundTripNanoseconds()
+log(
+    "openq-compare: \(n) messages, \(rounds) rounds, \(ProcessInfo.processInfo.activeProcessorCount) cores, "
+        + "core-to-core round trip \(roundTripAtStart.map { "\(Int($0.rounded())) ns" } ?? "–")")
 
 if wanted("1→1") {
     rows += try await compare(
@@ -360,4 +379,5 @@ if wanted("scale", others: "10k topics", "2 producers") {
         peers: [("OpenQ, 1 producer on 1 topic", Scale.parallelTopics(1))])
 }
 
-try output(rows)
+for index in rows.indices { rows[index].coreToCore = roundTripAtStart }
+try output(rows, roundTrips: [("this run", roundTripAtStart)])
