@@ -14,6 +14,26 @@ struct PublishSubscribeTests {
         }
     }
 
+    @Test func aConsumedBatch_isReleased_whileTheStreamGoesOnWithSinglePublishes() async throws {
+        final class Tracked: Sendable {}
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("events", of: Tracked.self)
+        let stream = try topic.subscribe()
+        weak var first: Tracked?
+        weak var second: Tracked?
+        do {
+            let batch = [Tracked(), Tracked()]
+            (first, second) = (batch[0], batch[1])
+            try await topic.publish(contentsOf: batch)
+        }
+        try await topic.publish(Tracked())
+        var iterator = stream.makeAsyncIterator()
+        for _ in 0..<3 { _ = try #require(await iterator.next()) }
+        // The stream is still open and holds nothing of the batch: its payloads are gone.
+        #expect(first == nil && second == nil)
+        _ = iterator
+    }
+
     @Test func message_isAValue_changingOneCopyLeavesTheOthersAndTheRetainedMessage() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic(

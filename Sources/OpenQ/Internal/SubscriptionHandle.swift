@@ -239,8 +239,12 @@ final class ConsumerCursor {
             // A run of one message (a single publish) hands its record reference over to the
             // message instead of copying it: copying costs a retain now and a release when the
             // run is dropped, two atomic operations on the record, which a fan-out shares with the
-            // producer's core and every other subscription.
-            guard run.count > 1 else { return HandedMessage(firstAutomaticDeliveryOf: run.first) }
+            // producer's core and every other subscription. The used-up run before it is dropped
+            // either way, so that it does not keep its record (a whole batch) alive.
+            guard run.count > 1 else {
+                current = nil
+                return HandedMessage(firstAutomaticDeliveryOf: run.first)
+            }
             current = run
         }
         return HandedMessage(firstAutomaticDeliveryOf: current!.popFirst())
