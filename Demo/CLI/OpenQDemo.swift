@@ -21,7 +21,7 @@ struct OpenQDemo: AsyncParsableCommand {
         help: "The scenario to run: \(ScenarioName.allCases.map(\.rawValue).joined(separator: ", ")). Default: all.")
     var scenario: String?
 
-    @Option(help: "Messages each scenario publishes (the slow scenarios cap it).")
+    @Option(help: "Messages each scenario publishes, 1...1000000 (the slow scenarios cap it).")
     var messages = 2_000
 
     @Option(help: "Good consumers competing in the work queue.")
@@ -45,8 +45,10 @@ struct OpenQDemo: AsyncParsableCommand {
                 "Unknown scenario '\(scenario)'. Choose one of: \(ScenarioName.allCases.map(\.rawValue).joined(separator: ", "))."
             )
         }
-        guard messages >= 1, consumers >= 1, visibilityTimeout >= 1 else {
-            throw ValidationError("--messages, --consumers and --visibility-timeout must be at least 1.")
+        if let problem = DemoOptions.problem(
+            messages: messages, consumers: consumers, visibilityTimeoutMilliseconds: visibilityTimeout)
+        {
+            throw ValidationError(problem)
         }
     }
 

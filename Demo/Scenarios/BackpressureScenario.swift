@@ -91,7 +91,7 @@ enum BackpressureScenario {
                 throw error
             }
         }
-        try await waitUntil("the consumer to drain '\(topic.name)'") {
+        try await waitUntil("the consumer to drain '\(topic.name)'", seconds: 60) {
             let statistics = topic.statistics()
             return statistics.depth == 0 && received.current.count == statistics.totals.acked
         }

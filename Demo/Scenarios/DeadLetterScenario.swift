@@ -39,7 +39,7 @@ enum DeadLetterScenario {
         narrator.say("a broken processor fails every one of \(count) payments")
         try await payments.publish(contentsOf: (1...count).map(Payment.init))
 
-        try await waitUntil("every payment to be dead-lettered") {
+        try await waitUntil("every payment to be dead-lettered", seconds: options.patience) {
             payments.statistics().subscription("processor")?.counters.deadLettered == count
         }
         await broken.stop()
@@ -61,10 +61,10 @@ enum DeadLetterScenario {
         }
         let moved = try await queue.redrive(from: deadLetterTopic.name)
         narrator.say("the processor is fixed; redrive moved \(moved) dead letters back to 'payments/processor'")
-        try await waitUntil("the fixed processor to drain the redriven payments") {
+        try await waitUntil("the fixed processor to drain the redriven payments", seconds: options.patience) {
             fixedHandled.current.count == count
         }
-        try await waitUntil("the acknowledgements") {
+        try await waitUntil("the acknowledgements", seconds: options.patience) {
             (try? processor.statistics().counters.acked) == count
         }
         await fixed.stop()

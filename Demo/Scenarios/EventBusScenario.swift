@@ -47,28 +47,44 @@ enum EventBusScenario {
 
         let shop = try orders.producer("shop", headers: ["channel": "web"])
         let half = count / 2
-        var lateDashboard: MessageStream<OrderEvent>?
+        var lateReader: Task<[Int], Never>?
         for number in 1...count {
             try await shop.publish(OrderEvent(number: number, amount: number % 90 + 10))
             try await payments.publish(PaymentEvent(order: number, cents: number * 100), headers: ["currency": "EUR"])
             if number == half {
-                try await waitUntil("the dashboard to catch up") { dashboardSeen.current.count == half }
+                try await waitUntil("the dashboard to catch up", seconds: options.patience) {
+                    dashboardSeen.current.count == half
+                }
                 dashboardTask.cancel()
-                lateDashboard = try orders.subscribe()
+                // The late dashboard reads from the moment it subscribes: a subscription nobody
+                // reads fills up, and under the default `.suspend` policy parks the publisher.
+                let late = try orders.subscribe()
+                let remaining = count - half
+                lateReader = Task {
+                    var seen: [Int] = []
+                    for await message in late {
+                        seen.append(message.payload.number)
+                        if seen.count == remaining { break }
+                    }
+                    return seen
+                }
                 narrator.say("after order \(half): the dashboard unsubscribes and a new dashboard subscribes")
             }
         }
-        let late = lateDashboard!
+        let reader = lateReader!
         let lateSeen = try await withThrowingTaskGroup(of: [Int].self) { group in
-            group.addTask { await late.prefix(count - half).reduce(into: []) { $0.append($1.payload.number) } }
-            group.addTask {
-                try await Task.sleep(for: .seconds(30))
-                throw ScenarioTimeout(what: "the late dashboard")
+            group.addTask { await reader.value }
+            group.addTask { [patience = options.patience] in
+                try await Task.sleep(for: .seconds(patience))
+                throw ScenarioTimeout(what: "the late dashboard to see the orders published after it joined")
             }
-            defer { group.cancelAll() }
+            defer {
+                group.cancelAll()
+                reader.cancel()
+            }
             return try await group.next()!
         }
-        try await waitUntil("inventory and ledger to finish") {
+        try await waitUntil("inventory and ledger to finish", seconds: options.patience) {
             inventoryHandled.current.count == count && paymentsSeen.current == count
         }
         await inventory.stop()

@@ -9,9 +9,13 @@ enum ReplayScenario {
     static func run(_ options: DemoOptions, narrator: Narrator) async throws -> ScenarioOutcome {
         let half = max(options.messages / 2, 5)
         let queue = narrator.makeQueue()
+        // Room for every tick: the subscription 'tap' is read only after both batches are
+        // published, and the replays start from the earliest tick.
+        let total = 2 * half
+        let room = max(10_000, total)
         let prices = try await queue.createTopic(
-            "prices", of: PriceTick.self, configuration: .init(retention: .count(10_000)))
-        narrator.say("topic 'prices' retains its latest 10 000 messages for replay")
+            "prices", of: PriceTick.self, configuration: .init(capacity: room, retention: .count(room)))
+        narrator.say("topic 'prices' retains its latest \(room) messages for replay")
         let tap = try prices.subscription("tap", acknowledgement: .automatic)
 
         try await prices.publish(contentsOf: (0..<half).map { PriceTick(symbol: "MORNING", cents: 100 + $0) })

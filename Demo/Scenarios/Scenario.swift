@@ -13,6 +13,30 @@ public struct DemoOptions: Sendable {
     /// The seed for random failures.
     public var seed: UInt64
 
+    /// The largest `messages` the demo accepts: every scenario keeps its messages in memory and
+    /// checks each one, so a million is seconds of work and a few hundred MB at most.
+    public static let maximumMessages = 1_000_000
+
+    /// What is wrong with these option values, in words for the command line; `nil` when every
+    /// scenario can run with them.
+    public static func problem(messages: Int, consumers: Int, visibilityTimeoutMilliseconds: Int) -> String? {
+        if !(1...maximumMessages).contains(messages) {
+            return "--messages must be 1...\(maximumMessages) (every scenario holds and checks each message in "
+                + "memory); it was \(messages)."
+        }
+        if !(1...256).contains(consumers) {
+            return "--consumers must be 1...256; it was \(consumers)."
+        }
+        if !(1...600_000).contains(visibilityTimeoutMilliseconds) {
+            return "--visibility-timeout must be 1...600000 ms (ten minutes); it was \(visibilityTimeoutMilliseconds)."
+        }
+        return nil
+    }
+
+    /// How long a scenario waits for one step before it gives up and says what it waited for:
+    /// 30 s, plus a second per 20 000 messages.
+    public var patience: Double { 30 + Double(messages) / 20_000 }
+
     public init(
         messages: Int = 2_000, consumers: Int = 2, visibilityTimeout: Duration = .milliseconds(200), seed: UInt64 = 42
     ) {
@@ -132,7 +156,7 @@ struct ScenarioTimeout: Error, CustomStringConvertible {
     var description: String { "gave up waiting for \(what)" }
 }
 
-func waitUntil(_ what: String, seconds: Double = 30, _ condition: @Sendable () async throws -> Bool) async throws {
+func waitUntil(_ what: String, seconds: Double, _ condition: @Sendable () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while try await !condition() {
         guard ContinuousClock.now < deadline else { throw ScenarioTimeout(what: what) }

@@ -1,6 +1,9 @@
 import OpenQ
 
 enum WorkQueueScenario {
+    /// Jobs per publish call.
+    static let batchSize = 1_000
+
     static func run(_ options: DemoOptions, narrator: Narrator) async throws -> ScenarioOutcome {
         let count = max(options.messages, 1)
         let queue = narrator.makeQueue()
@@ -24,13 +27,17 @@ enum WorkQueueScenario {
                 var random = SplitMix64(seed: options.seed &+ UInt64(worker))
                 for await delivery in workers.deliveries(prefetch: 8) {
                     // About 2 % of first attempts fail transiently (seeded by --seed): nack, retry at once.
+                    // A settlement can fail when the visibility timeout passed first (a short
+                    // --visibility-timeout): the job is then redelivered, and only the
+                    // settlements that succeeded count.
                     if delivery.attempt == 1, random.next() % 50 == 0 {
-                        transientFailures.withValue { $0 += 1 }
-                        try? await delivery.nack(retryAfter: .zero, error: "transient failure")
+                        if (try? await delivery.nack(retryAfter: .zero, error: "transient failure")) != nil {
+                            transientFailures.withValue { $0 += 1 }
+                        }
                         continue
                     }
+                    guard (try? await delivery.ack()) != nil else { continue }
                     handled.withValue { $0.append((delivery.message.payload, worker, delivery.attempt)) }
-                    try? await delivery.ack()
                     if delivery.message.payload == crashedJob {
                         narrator.say(
                             "job #\(delivery.message.payload) redelivered to worker-\(worker) (attempt \(delivery.attempt)) after the visibility timeout"
@@ -40,8 +47,15 @@ enum WorkQueueScenario {
             }
         }
         narrator.say("\(consumers.count) good workers compete for \(count) jobs")
-        if count > 1 { try await jobs.publish(contentsOf: 2...count) }
-        try await waitUntil("every job to be acknowledged") {
+        // In batches well below the topic's capacity: a batch larger than a suspending
+        // subscription's capacity could never fit, and smaller ones wait for room as workers drain.
+        var next = 2
+        while next <= count {
+            let last = min(next + Self.batchSize - 1, count)
+            try await jobs.publish(contentsOf: next...last)
+            next = last + 1
+        }
+        try await waitUntil("every job to be acknowledged", seconds: options.patience) {
             (try? workers.statistics().counters.acked) == count
         }
         for consumer in consumers { consumer.cancel() }
@@ -50,6 +64,10 @@ enum WorkQueueScenario {
         let results = handled.current
         let perWorker = Dictionary(grouping: results, by: \.worker).mapValues(\.count)
         narrator.say("\(transientFailures.current) transient failures (seed \(options.seed)) were nacked and retried")
+        let expired = (try? workers.statistics().counters.expired) ?? 0
+        if expired > 1 {
+            narrator.say("\(expired - 1) more deliveries outlived the visibility timeout and were redelivered")
+        }
         narrator.say(
             "done: " + perWorker.keys.sorted().map { "worker-\($0) acked \(perWorker[$0]!)" }.joined(separator: ", "))
         var outcome = ScenarioOutcome(
@@ -62,7 +80,10 @@ enum WorkQueueScenario {
             results.contains { $0.job == crashedJob && $0.attempt >= 2 })
         outcome.check("every transient failure was retried", statistics.counters.nacked == transientFailures.current)
         outcome.check("nothing left in flight or waiting", statistics.inFlight == 0 && statistics.depth == 0)
-        outcome.check("exactly one visibility timeout expired", statistics.counters.expired == 1)
+        outcome.check(
+            "the crashed job's visibility timeout expired, and every expired or nacked delivery was redelivered",
+            statistics.counters.expired >= 1
+                && statistics.counters.redelivered == statistics.counters.expired + statistics.counters.nacked)
         outcome.checkAccounting()
         _ = await queue.shutdown(gracePeriod: .seconds(1))
         return outcome

@@ -58,6 +58,37 @@ struct ScenarioTests {
         #expect(outcome.statistics.topic("prices")?.subscription("audit")?.counters.acked == 60)
     }
 
+    /// Counts above the defaults: each once broke (a batch larger than the capacity, or a
+    /// subscription nobody read until publishing ended, which parked the publisher for good).
+    @Test(arguments: [
+        (ScenarioName.workQueue, 20_000), (.eventBus, 50_000), (.replay, 15_000), (.deadLetter, 20_000),
+        (.backpressure, 20_000),
+    ])
+    func largeCounts_run(_ scenario: ScenarioName, messages: Int) async throws {
+        let options = DemoOptions(messages: messages, consumers: 3, visibilityTimeout: .seconds(5), seed: 7)
+        let outcome = try await scenario.run(options, narrator: narrator)
+        #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
+    }
+
+    @Test func aShortVisibilityTimeout_redeliversButKeepsEveryGuarantee() async throws {
+        let options = DemoOptions(messages: 5_000, consumers: 2, visibilityTimeout: .milliseconds(1), seed: 3)
+        let outcome = try await ScenarioName.workQueue.run(options, narrator: narrator)
+        #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
+    }
+
+    @Test func optionsOutsideWhatRuns_areRefusedWithAReason() {
+        #expect(DemoOptions.problem(messages: 2_000, consumers: 2, visibilityTimeoutMilliseconds: 200) == nil)
+        #expect(
+            DemoOptions.problem(messages: 0, consumers: 2, visibilityTimeoutMilliseconds: 200)?.contains("--messages")
+                == true)
+        #expect(
+            DemoOptions.problem(messages: 2_000_000, consumers: 2, visibilityTimeoutMilliseconds: 200)?.contains(
+                "memory")
+                == true)
+        #expect(DemoOptions.problem(messages: 10, consumers: 0, visibilityTimeoutMilliseconds: 200) != nil)
+        #expect(DemoOptions.problem(messages: 10, consumers: 2, visibilityTimeoutMilliseconds: 0) != nil)
+    }
+
     @Test func report_rendersAlignedTablesAndJSON() async throws {
         let outcome = try await ScenarioName.replay.run(options, narrator: narrator)
         let lines = Report.statisticsTable(outcome.statistics).split(separator: "\n")
