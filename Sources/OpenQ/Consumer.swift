@@ -13,6 +13,10 @@ import Logging
 /// // ...
 /// await consumer.stop()
 /// ```
+///
+/// A consumer runs until ``stop()``, until its subscription is removed or its topic deleted, or
+/// until the broker shuts down; releasing the `Consumer` object does not stop it (a consumer kept
+/// in a `let` that is never read again keeps running). Keep it to stop it earlier.
 public final class Consumer<Payload: Sendable>: Sendable {
     /// The subscription this consumer reads (generated when it was created without a name).
     public let subscription: String

@@ -101,9 +101,12 @@ public enum MessageHeader {
     public static let lastError = "openq-last-error"
     /// On a dead-lettered message: `maxDeliveries` or `rejected`.
     public static let deadLetterReason = "openq-dead-letter-reason"
-    /// On a dead-lettered message: when it was first published (ISO 8601 seconds since 1970).
+    /// On a dead-lettered message: when it was first published in its source topic, in seconds
+    /// since 1970 as a decimal number (`"1764370000.25"`). Kept when it is dead-lettered again
+    /// after a redrive.
     public static let firstPublishedAt = "openq-first-published-at"
-    /// On a dead-lettered message: when it was dead-lettered (seconds since 1970).
+    /// On a dead-lettered message: when it was dead-lettered, in seconds since 1970 as a decimal
+    /// number.
     public static let deadLetteredAt = "openq-dead-lettered-at"
     /// On a dead-lettered message: its sequence number in the source topic.
     public static let sourceSequenceNumber = "openq-source-sequence-number"

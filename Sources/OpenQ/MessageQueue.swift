@@ -46,7 +46,7 @@ public actor MessageQueue {
     let clock: BrokerClock
     let logger: Logger
     private var topics: [String: TopicStorage] = [:]
-    private var isShutDown = false
+    private var lifecycle = Lifecycle.running
     private var metrics: MetricsExporter
     private var metricsTask: Task<Void, Never>?
     private var seeds: SplitMix64
@@ -71,6 +71,18 @@ public actor MessageQueue {
 
     deinit {
         metricsTask?.cancel()
+    }
+
+    /// The broker's own life: a second `shutdown` while the first drains waits for the same report.
+    private enum Lifecycle {
+        case running
+        case shuttingDown(waiters: [CheckedContinuation<ShutdownReport, Never>])
+        case shutDown
+    }
+
+    private var isShutDown: Bool {
+        if case .running = lifecycle { return false }
+        return true
     }
 
     // MARK: Topics
@@ -128,7 +140,19 @@ public actor MessageQueue {
         configuration: TopicConfiguration
     ) throws -> TopicStorage {
         let deadLetterName = configuration.deadLetter.topicName ?? "\(name).dlq"
+        guard configuration.deadLetter.topicName != nil || deadLetterName.utf8.count <= 255 else {
+            throw OpenQError(
+                .invalidName,
+                "Topic '\(name)' has \(name.utf8.count) characters, too many for its default dead-letter topic "
+                    + "'<name>.dlq' (at most 255): use a name of at most 251 characters, name the dead-letter "
+                    + "topic with DeadLetterPolicy.after(deliveries:topic:), or pass deadLetter: .disabled."
+            )
+        }
         try validateName(deadLetterName, kind: "dead-letter topic")
+        guard deadLetterName != name else {
+            throw OpenQError.invalidConfiguration(
+                "Topic '\(name)' cannot be its own dead-letter topic; name another one in DeadLetterPolicy.")
+        }
         let storage: TopicStorage
         if let existing = topics[deadLetterName] {
             guard existing.carries(payloadType) else {
@@ -175,6 +199,9 @@ public actor MessageQueue {
         return Topic(storage: existing)
     }
 
+    /// Every topic's storage, for tests.
+    func storagesForTesting() -> [TopicStorage] { Array(topics.values) }
+
     /// The names of all topics, sorted.
     public func topicNames() -> [String] {
         topics.keys.sorted()
@@ -197,6 +224,7 @@ public actor MessageQueue {
         }
         topics[name] = nil
         storage.finish()
+        metrics.forget(topic: name)
         let statistics = storage.statistics()
         logger.debug("Deleted topic", metadata: ["topic": "\(name)"])
         return statistics
@@ -270,32 +298,59 @@ public actor MessageQueue {
     /// Shuts the broker down.
     ///
     /// New publishes throw ``OpenQError/Code/shutDown`` at once, and publishers waiting for room
-    /// fail the same way. Consumers go on receiving and settling for up to `gracePeriod`, until
-    /// nothing waits and nothing is in flight. Then every consumer sequence ends and the report
-    /// says what stayed unacknowledged. Calling it again returns a fresh report at once.
+    /// fail the same way. Consumers go on receiving and settling for up to `gracePeriod`, and
+    /// shutdown returns as soon as there is nothing left to wait for: nothing is in flight, and
+    /// nothing waits that a consumer (a stream, a handler's ``Consumer``, or a `receive` in
+    /// progress) could still take. A subscription that nobody consumes does not hold the shutdown:
+    /// its backlog is reported as undelivered at once. A message that is delayed or in retry
+    /// backoff holds it only while its subscription has a consumer and only if it becomes visible
+    /// before the grace period ends; otherwise it is reported as undelivered.
+    ///
+    /// Topics drain and finish in dead-letter order: a topic before its dead-letter topic, so that
+    /// a message dead-lettered during the grace period reaches a dead-letter topic that is still
+    /// open (and is delivered to the dead-letter topic's consumers, if it has any).
+    ///
+    /// Then every consumer sequence ends and the report says what stayed unacknowledged. A second
+    /// call while the first is draining waits for it and returns the same report (as a second
+    /// `run()` of a service group does); a call after shutdown finished returns a fresh report at
+    /// once.
     public func shutdown(gracePeriod: Duration = .seconds(30)) async -> ShutdownReport {
-        let storages = Array(topics.values)
-        if !isShutDown {
-            isShutDown = true
-            logger.info("Shutting down", metadata: ["topics": "\(storages.count)", "gracePeriod": "\(gracePeriod)"])
-            for storage in storages { storage.beginShutdown() }
-            let clock = self.clock
-            let deadline = clock.now() + gracePeriod
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
+        switch lifecycle {
+        case .shuttingDown(var waiters):
+            return await withCheckedContinuation { continuation in
+                waiters.append(continuation)
+                lifecycle = .shuttingDown(waiters: waiters)
+            }
+        case .shutDown:
+            return report()
+        case .running:
+            lifecycle = .shuttingDown(waiters: [])
+        }
+        let waves = Self.shutdownWaves(Array(topics.values))
+        logger.info("Shutting down", metadata: ["topics": "\(topics.count)", "gracePeriod": "\(gracePeriod)"])
+        let clock = self.clock
+        let deadline = clock.now() + gracePeriod
+        for wave in waves {
+            for storage in wave { storage.beginShutdown(deadline: deadline) }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for wave in waves {
                     await withTaskGroup(of: Void.self) { idle in
-                        for storage in storages { idle.addTask { await storage.waitUntilIdle() } }
+                        for storage in wave { idle.addTask { await storage.waitUntilIdle() } }
                     }
                 }
-                group.addTask { try? await clock.sleep(until: deadline) }
-                await group.next()
-                group.cancelAll()
             }
-            for storage in storages { storage.finish() }
-            metricsTask?.cancel()
-            metrics.export(statistics())
+            group.addTask { try? await clock.sleep(until: deadline) }
+            await group.next()
+            group.cancelAll()
         }
-        let report = ShutdownReport(statistics: statistics())
+        for wave in waves {
+            for storage in wave { storage.finish() }
+        }
+        metricsTask?.cancel()
+        metrics.export(statistics())
+        let report = report()
         if report.unacknowledged > 0 || report.undelivered > 0 {
             logger.warning(
                 "Shut down with messages left",
@@ -304,7 +359,41 @@ public actor MessageQueue {
         } else {
             logger.info("Shut down cleanly")
         }
+        if case .shuttingDown(let waiters) = lifecycle {
+            for waiter in waiters { waiter.resume(returning: report) }
+        }
+        lifecycle = .shutDown
         return report
+    }
+
+    private func report() -> ShutdownReport {
+        ShutdownReport(statistics: statistics())
+    }
+
+    /// The topics in the order they drain and finish: every topic comes in an earlier wave than
+    /// the dead-letter topic it feeds, so no dead letter meets a finished dead-letter topic.
+    static func shutdownWaves(_ storages: [TopicStorage]) -> [[TopicStorage]] {
+        var feeders: [ObjectIdentifier: Int] = [:]
+        for storage in storages {
+            if let target = storage.deadLetterTarget { feeders[ObjectIdentifier(target), default: 0] += 1 }
+        }
+        var remaining = storages
+        var waves: [[TopicStorage]] = []
+        while !remaining.isEmpty {
+            let wave = remaining.filter { feeders[ObjectIdentifier($0), default: 0] == 0 }
+            // Dead-letter chains end at a topic without a dead-letter topic, so each wave takes at
+            // least one topic; the fallback only guards against a cycle.
+            guard !wave.isEmpty else {
+                waves.append(remaining)
+                break
+            }
+            for storage in wave {
+                if let target = storage.deadLetterTarget { feeders[ObjectIdentifier(target), default: 0] -= 1 }
+            }
+            remaining.removeAll { storage in wave.contains { $0 === storage } }
+            waves.append(wave.sorted { $0.name < $1.name })
+        }
+        return waves
     }
 }
 

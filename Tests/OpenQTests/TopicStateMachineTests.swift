@@ -189,7 +189,7 @@ struct StateMachinePublishingTests {
     @Test func publish_afterShutdownBegan_failsWithShutDown() throws {
         var machine = Machine()
         try machine.subscribe("s")
-        _ = machine.state.beginShutdown()
+        _ = machine.state.beginShutdown(deadline: machine.now + .seconds(30))
         guard case .failed(let error) = machine.publish([1]) else {
             Issue.record("publish after shutdown was accepted")
             return
@@ -725,9 +725,10 @@ struct StateMachineReplayTests {
 struct StateMachineShutdownTests {
     @Test func idleWaiter_cancelledBeforeItIsStored_isResumedAtOnce() async throws {
         var machine = Machine()
-        try machine.subscribe("s")
-        machine.publish([1])  // a waiting message: the topic is not idle
-        _ = machine.state.beginShutdown()
+        let id = try machine.subscribe("s")
+        _ = machine.state.registerConsumer(id)
+        machine.publish([1])  // a waiting message and a consumer that could take it: not idle
+        _ = machine.state.beginShutdown(deadline: machine.now + .seconds(30))
         // The cancellation handler runs first, before the waiter is stored.
         let early = machine.state.cancelIdleWaiter(7)
         #expect(early == nil)
@@ -745,9 +746,10 @@ struct StateMachineShutdownTests {
 
     @Test func idleWaiter_cancelledAfterItIsStored_isHandedBack() async throws {
         var machine = Machine()
-        try machine.subscribe("s")
+        let id = try machine.subscribe("s")
+        _ = machine.state.registerConsumer(id)
         machine.publish([1])
-        _ = machine.state.beginShutdown()
+        _ = machine.state.beginShutdown(deadline: machine.now + .seconds(30))
         var handedBack = false
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             let resumeNow = machine.state.addIdleWaiter(8, continuation)

@@ -6,6 +6,9 @@ import DequeModule
 /// single publish one entry of one message. Almost every topic uses one level, so the levels live
 /// in a small array sorted by descending priority and the common case touches only its first
 /// element. `count` counts messages, not runs.
+///
+/// A level that runs empty is removed (except the last one left, whose storage the next publish
+/// reuses), so a topic that used many priorities over time does not pay for them on every publish.
 struct ReadyQueue {
     private var levels: [(priority: Int, runs: Deque<MessageRun>)] = []
     private(set) var count = 0
@@ -23,8 +26,14 @@ struct ReadyQueue {
             levels[0].runs.append(run)
             return
         }
-        var index = 0
-        while index < levels.count, levels[index].priority > priority { index += 1 }
+        // Levels are sorted by descending priority: find the first one not above `priority`.
+        var low = 0
+        var high = levels.count
+        while low < high {
+            let middle = (low + high) / 2
+            if levels[middle].priority > priority { low = middle + 1 } else { high = middle }
+        }
+        let index = low
         if index < levels.count, levels[index].priority == priority {
             levels[index].runs.append(run)
         } else {
@@ -47,9 +56,28 @@ struct ReadyQueue {
     private mutating func popFront(of level: Int) -> StoredMessage {
         count -= 1
         let start = levels[level].runs.startIndex
-        if levels[level].runs[start].count == 1 { return levels[level].runs.removeFirst().first }
-        return levels[level].runs[start].popFirst()
+        guard levels[level].runs[start].count == 1 else { return levels[level].runs[start].popFirst() }
+        let message = levels[level].runs.removeFirst().first
+        if levels[level].runs.isEmpty { removeLevelIfEmpty(level) }
+        return message
     }
+
+    /// Removes an empty level unless it is the only one.
+    private mutating func removeLevelIfEmpty(_ level: Int) {
+        guard levels.count > 1, levels[level].runs.isEmpty else { return }
+        levels.remove(at: level)
+    }
+
+    /// Removes the empty levels; when all are empty, `level` stays (its storage is reused).
+    private mutating func removeEmptyLevels(keeping level: Int = 0) {
+        guard levels.count > 1 else { return }
+        let kept = levels[level]
+        levels.removeAll { $0.runs.isEmpty }
+        if levels.isEmpty { levels.append(kept) }
+    }
+
+    /// The number of priority levels held, empty ones included (for tests).
+    var levelCount: Int { levels.count }
 
     /// Removes up to `max` messages in delivery order, as runs. When they are all of one level's
     /// messages, that level's storage is moved out whole instead of run by run (the common case:
@@ -65,6 +93,7 @@ struct ReadyQueue {
             let taken = count
             count = 0
             swap(&levels[level].runs, &replacement)
+            removeEmptyLevels(keeping: level)
             return (replacement, taken)
         }
         var taken = Deque<MessageRun>()
@@ -85,6 +114,7 @@ struct ReadyQueue {
             }
         }
         count -= total
+        removeEmptyLevels()
         return (taken, total)
     }
 

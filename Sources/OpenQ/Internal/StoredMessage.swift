@@ -56,9 +56,21 @@ class MessageRecord: @unchecked Sendable {
     }
 
     /// A one-message copy of the message at `index` with other headers, the same payload and the
-    /// same identity. The topic that takes it in stamps it again, except its preset id.
-    func copy(at index: Int, headers: [String: String]) -> MessageRecord {
+    /// same identity. The topic that takes it in stamps it again, except its preset id. A dead
+    /// letter's copy remembers its `origin`, which redrive restores.
+    func copy(at index: Int, headers: [String: String], origin: MessageOrigin?) -> MessageRecord {
         preconditionFailure("MessageRecord is abstract; topics hold TypedRecord instances only")
+    }
+
+    /// For a dead letter: its identity in the topic it was dead-lettered from; `nil` otherwise.
+    var origin: MessageOrigin? { nil }
+
+    /// Gives a one-message copy that no other task can reach yet the identity it has in another
+    /// topic (a redriven message, back in its source topic).
+    final func restamp(as origin: MessageOrigin) {
+        topic = origin.topic
+        firstSequence = origin.sequenceNumber
+        publishedAt = origin.publishedAt
     }
 
     final func copyStamps(of index: Int, from other: MessageRecord) {
@@ -74,16 +86,19 @@ class MessageRecord: @unchecked Sendable {
 }
 
 /// A ``MessageRecord`` with its typed payloads, allocated by the publishing ``Topic``.
+///
+/// Not `final` only so that a dead letter's copy (``DeadLetterRecord``) can remember where it came
+/// from; every member is `final`, so reading a payload is a direct call.
 @usableFromInline
-final class TypedRecord<Payload: Sendable>: MessageRecord, @unchecked Sendable {
+class TypedRecord<Payload: Sendable>: MessageRecord, @unchecked Sendable {
     /// One message's payload is stored inline, so that publishing one message costs one
     /// allocation; a batch keeps the array it was published from. Two fields rather than an enum
     /// of the two cases: reading an element of an enum's array payload retains and releases the
     /// array each time (two atomic operations per message read, a quarter of a consumer's time on
     /// batches), while a stored array is indexed in place.
-    @usableFromInline let single: Payload?
+    @usableFromInline final let single: Payload?
     /// The payloads of a batch; empty in a one-message record.
-    @usableFromInline let batch: [Payload]
+    @usableFromInline final let batch: [Payload]
 
     /// A record of one message.
     @inlinable
@@ -102,25 +117,50 @@ final class TypedRecord<Payload: Sendable>: MessageRecord, @unchecked Sendable {
     }
 
     @inlinable
-    func payload(at index: Int) -> Payload {
+    final func payload(at index: Int) -> Payload {
         batch.isEmpty ? single.unsafelyUnwrapped : batch[index]
     }
 
-    override func copy(at index: Int, headers: [String: String]) -> MessageRecord {
-        replacing(index: index, payload: payload(at: index), headers: headers)
+    override final func copy(at index: Int, headers: [String: String], origin: MessageOrigin?) -> MessageRecord {
+        guard let origin else { return replacing(index: index, payload: payload(at: index), headers: headers) }
+        let copy = DeadLetterRecord(
+            payload: payload(at: index), headers: headers, priority: priority, id: id(at: index), origin: origin)
+        copy.copyStamps(of: index, from: self)
+        return copy
     }
 
     /// A stamped one-message copy of the message at `index` with another payload or other headers:
     /// what setting ``Message/payload`` or ``Message/headers`` makes, so that a `Message` keeps
     /// value semantics.
     @usableFromInline
-    func replacing(index: Int, payload: Payload, headers: [String: String]) -> TypedRecord<Payload> {
+    final func replacing(index: Int, payload: Payload, headers: [String: String]) -> TypedRecord<Payload> {
         let copy = TypedRecord(
             payload: payload, headers: headers, priority: priority,
             id: id(at: index))
         copy.copyStamps(of: index, from: self)
         return copy
     }
+}
+
+/// A dead letter's one-message record: it remembers the message's identity in the topic it was
+/// dead-lettered from (its dead-letter topic stamps its own), so that a redriven message is
+/// again the message its source topic published: same topic, sequence number and publish time.
+final class DeadLetterRecord<Payload: Sendable>: TypedRecord<Payload>, @unchecked Sendable {
+    let source: MessageOrigin
+
+    init(payload: Payload, headers: [String: String], priority: Int, id: MessageID, origin: MessageOrigin) {
+        self.source = origin
+        super.init(payload: payload, headers: headers, priority: priority, id: id)
+    }
+
+    override var origin: MessageOrigin? { source }
+}
+
+/// A message's identity in a topic: what a dead letter remembers of its source.
+struct MessageOrigin: Sendable {
+    var topic: String
+    var sequenceNumber: UInt64
+    var publishedAt: Date
 }
 
 /// One message of a record: what subscriptions, deliveries and the retained history hold.
@@ -142,9 +182,14 @@ struct StoredMessage: Sendable {
     var priority: Int { record.priority }
 
     /// A one-message copy with other headers and the same identity (see
-    /// ``MessageRecord/copy(at:headers:)``).
-    func withHeaders(_ headers: [String: String]) -> StoredMessage {
-        StoredMessage(record.copy(at: index, headers: headers))
+    /// ``MessageRecord/copy(at:headers:origin:)``); a dead letter's copy remembers `origin`.
+    func withHeaders(_ headers: [String: String], origin: MessageOrigin? = nil) -> StoredMessage {
+        StoredMessage(record.copy(at: index, headers: headers, origin: origin))
+    }
+
+    /// This message's identity in the topic that holds it.
+    var identity: MessageOrigin {
+        MessageOrigin(topic: record.topic, sequenceNumber: sequenceNumber, publishedAt: publishedAt)
     }
 }
 

@@ -60,11 +60,7 @@ struct TopicStateMachine {
         var continuation: PublisherContinuation
     }
 
-    enum ReceiptFate {
-        case expired
-        case purged
-        case returned
-    }
+    typealias ReceiptFate = ReceiptFates.Fate
 
     struct Subscription {
         let id: SubscriptionID
@@ -80,8 +76,7 @@ struct TopicStateMachine {
         var ready = ReadyQueue()
         var scheduled: [UInt64: Scheduled] = [:]
         var inFlight: [UInt64: InFlight] = [:]
-        var fates: [UInt64: ReceiptFate] = [:]
-        var fateOrder: Deque<UInt64> = []
+        var fates = ReceiptFates()
         var nextTag: UInt64 = 1
         var nextScheduleKey: UInt64 = 1
         var waiters: Deque<Waiter> = []
@@ -108,19 +103,12 @@ struct TopicStateMachine {
         /// Removes every message, waiting, scheduled and in flight; returns how many.
         mutating func purgeAll() -> Int {
             var removed = purgeWaiting()
-            for tag in inFlight.keys { recordFate(.purged, tag: tag) }
+            for tag in inFlight.keys.sorted() { fates.record(.purged, tag: tag) }
             removed += inFlight.count
             inFlight.removeAll()
             return removed
         }
 
-        mutating func recordFate(_ fate: ReceiptFate, tag: UInt64) {
-            fates[tag] = fate
-            fateOrder.append(tag)
-            if fateOrder.count > TopicStateMachine.fateMemory, let evicted = fateOrder.popFirst() {
-                fates[evicted] = nil
-            }
-        }
     }
 
     struct Deadline: Comparable {
@@ -140,15 +128,36 @@ struct TopicStateMachine {
         static func == (lhs: Self, rhs: Self) -> Bool { lhs.at == rhs.at && lhs.order == rhs.order }
     }
 
+    /// Where the topic is in its life. Publishing needs `open`; consumers receive and settle in
+    /// `open` and `draining`; `finished` ends every sequence.
     enum Lifecycle {
         case open
-        case draining
+        /// Shutting down: publishes fail, consumers go on until the topic is idle (see ``isIdle``)
+        /// or the broker's grace period ends.
+        case draining(DrainState)
         case finished
     }
 
-    /// How many settled receipts per subscription are remembered to tell "expired" from
-    /// "already acknowledged" in an error.
-    static var fateMemory: Int { 4096 }
+    /// What a draining topic keeps: when the grace period ends, and who waits for idleness.
+    struct DrainState {
+        /// The end of the grace period: a delayed message or a retry due later than this does
+        /// not hold the shutdown.
+        var deadline: Duration
+        var idleWaiters: [UInt64: UnsafeContinuation<Void, Never>] = [:]
+        /// Shutdown waiters cancelled before they were stored (the cancellation handler can run
+        /// first); `addIdleWaiter` must then resume at once instead of waiting forever.
+        var cancelledIdleWaiters: Set<UInt64> = []
+    }
+
+    /// A suspension reserved in the first phase of a two-phase wait (a receive or a publish that
+    /// must wait), before its continuation is stored in the second.
+    enum Reservation {
+        case reserved
+        /// The task was cancelled between the phases: the second phase resumes at once with
+        /// cancellation (unless the topic finished meanwhile, which wins: shutdown is reported as
+        /// shutdown, never as cancellation).
+        case cancelled
+    }
 
     // MARK: State
 
@@ -162,8 +171,8 @@ struct TopicStateMachine {
     private var nextWaiterID: UInt64 = 1
     private var nextConsumerID: ConsumerID = 1
     private var nextPublisherID: UInt64 = 1
-    private var pendingWaiters: [UInt64: Bool] = [:]
-    private var pendingPublishers: [UInt64: Bool] = [:]
+    private var pendingWaiters: [UInt64: Reservation] = [:]
+    private var pendingPublishers: [UInt64: Reservation] = [:]
     private var blockedPublishers: Deque<BlockedPublisher> = []
     private(set) var retained: Deque<StoredMessage> = []
     private var deadlines = Heap<Deadline>()
@@ -173,6 +182,9 @@ struct TopicStateMachine {
     private var timerGeneration: UInt64 = 0
     private var random: SplitMix64
     private(set) var lifecycle = Lifecycle.open
+    /// The latest publish time stamped: publish times never go backwards against sequence numbers
+    /// (time is read before the lock is taken, so a later publisher can bring an earlier reading).
+    private var lastPublishTime: Duration = .zero
     private(set) var counters = TopicCounters()
     /// Counters of removed subscriptions, so topic totals still add up.
     private var removedCounters = SubscriptionCounters()
@@ -185,6 +197,18 @@ struct TopicStateMachine {
     }
 
     func date(at time: Duration) -> Date { epoch.addingTimeInterval(time.seconds) }
+
+    /// True while the topic accepts publishes.
+    var isOpen: Bool {
+        if case .open = lifecycle { return true }
+        return false
+    }
+
+    /// True once every consumer sequence was ended (shutdown or deletion).
+    var isFinished: Bool {
+        if case .finished = lifecycle { return true }
+        return false
+    }
 
     // MARK: Subscriptions
 
@@ -207,7 +231,7 @@ struct TopicStateMachine {
         isAnonymous: Bool,
         now: Duration
     ) -> Result<SubscriptionID, OpenQError> {
-        guard lifecycle == .open else { return .failure(.shutDown("Topic '\(topic)'")) }
+        guard isOpen else { return .failure(.shutDown("Topic '\(topic)'")) }
         if let existing = subscriptions.first(where: { $0.name == name }) {
             guard existing.configuration == configuration, !isAnonymous else {
                 return .failure(
@@ -252,7 +276,7 @@ struct TopicStateMachine {
     }
 
     mutating func registerConsumer(_ subscriptionID: SubscriptionID) -> ConsumerID? {
-        guard let index = index(of: subscriptionID), lifecycle != .finished else { return nil }
+        guard let index = index(of: subscriptionID), !isFinished else { return nil }
         let id = nextConsumerID
         nextConsumerID += 1
         subscriptions[index].consumers.insert(id)
@@ -270,12 +294,17 @@ struct TopicStateMachine {
     ) -> (PublishDecision, Effects) {
         var effects = Effects()
         processDue(now: now, effects: &effects)
-        guard lifecycle == .open else { return (.failed(.shutDown("Topic '\(topic)'")), effects) }
+        guard isOpen else { return (.failed(.shutDown("Topic '\(topic)'")), effects) }
+        let count = Self.messageCount(requests)
         if !blockedPublishers.isEmpty {
+            // A batch that can never fit is refused at once, even behind waiting publishers.
+            if count > 1, let error = neverFits(count: count) {
+                counters.rejected += count
+                return (.failed(error), effects)
+            }
             // Publishers already waiting for room go first.
             return (.mustWait(reserveBlockedPublisher()), effects)
         }
-        let count = Self.messageCount(requests)
         switch evaluate(count: count) {
         case .fits:
             return (.accepted(commit(requests, now: now, effects: &effects)), effects)
@@ -295,7 +324,7 @@ struct TopicStateMachine {
             return (result, effects)
         case .mustWait(let id):
             pendingPublishers[id] = nil
-            counters.rejected += 1
+            counters.rejected += Self.messageCount(CollectionOfOne(request))
             return (.rejected, effects)
         case .failed(let error):
             return (error.code == .topicFull ? .rejected : .failed(error), effects)
@@ -310,7 +339,7 @@ struct TopicStateMachine {
     private mutating func reserveBlockedPublisher() -> UInt64 {
         let id = nextPublisherID
         nextPublisherID += 1
-        pendingPublishers[id] = false
+        pendingPublishers[id] = .reserved
         return id
     }
 
@@ -323,13 +352,14 @@ struct TopicStateMachine {
         now: Duration
     ) -> Effects {
         var effects = Effects()
-        let cancelled = pendingPublishers.removeValue(forKey: id) ?? true
-        if cancelled {
-            effects.resumePublisher(continuation, with: CancellationError())
+        let reservation = pendingPublishers.removeValue(forKey: id) ?? .cancelled
+        // Shutdown wins over cancellation: a publisher racing shutdown learns that it was shut down.
+        guard isOpen else {
+            effects.resumePublisher(continuation, with: OpenQError.shutDown("Topic '\(topic)'"))
             return effects
         }
-        guard lifecycle == .open else {
-            effects.resumePublisher(continuation, with: OpenQError.shutDown("Topic '\(topic)'"))
+        if case .cancelled = reservation {
+            effects.resumePublisher(continuation, with: CancellationError())
             return effects
         }
         blockedPublishers.append(BlockedPublisher(id: id, requests: requests, continuation: continuation))
@@ -340,7 +370,7 @@ struct TopicStateMachine {
     mutating func cancelPublisher(_ id: UInt64) -> Effects {
         var effects = Effects()
         if pendingPublishers[id] != nil {
-            pendingPublishers[id] = true
+            pendingPublishers[id] = .cancelled
         } else if let index = blockedPublishers.firstIndex(where: { $0.id == id }) {
             let publisher = blockedPublishers.remove(at: index)
             effects.resumePublisher(publisher.continuation, with: CancellationError())
@@ -354,19 +384,24 @@ struct TopicStateMachine {
         case reject(OpenQError)
     }
 
+    /// The error for a batch larger than a suspending subscription's capacity, which waiting
+    /// could never make room for; `nil` when every suspending subscription could take it.
+    private func neverFits(count: Int) -> OpenQError? {
+        for subscription in subscriptions where subscription.overflow == .suspend && count > subscription.capacity {
+            return .invalidConfiguration(
+                "A batch of \(count) messages can never fit subscription '\(subscription.name)' "
+                    + "of topic '\(topic)' (capacity \(subscription.capacity)); publish smaller batches."
+            )
+        }
+        return nil
+    }
+
     private func evaluate(count: Int) -> Evaluation {
         var wait = false
         for subscription in subscriptions where subscription.backlog + count > subscription.capacity {
             switch subscription.overflow {
             case .suspend:
-                if count > subscription.capacity {
-                    return .reject(
-                        .invalidConfiguration(
-                            "A batch of \(count) messages can never fit subscription '\(subscription.name)' "
-                                + "of topic '\(topic)' (capacity \(subscription.capacity)); publish smaller batches."
-                        )
-                    )
-                }
+                if let error = neverFits(count: count) { return .reject(error) }
                 wait = true
             case .reject:
                 return .reject(
@@ -384,7 +419,7 @@ struct TopicStateMachine {
     }
 
     private mutating func serveBlockedPublishers(now: Duration, effects: inout Effects) {
-        while let first = blockedPublishers.first, lifecycle == .open {
+        while let first = blockedPublishers.first, isOpen {
             let count = Self.messageCount(first.requests)
             switch evaluate(count: count) {
             case .mustWait:
@@ -408,7 +443,10 @@ struct TopicStateMachine {
         now: Duration,
         effects: inout Effects
     ) -> PublishResult {
-        let publishedAt = date(at: now)
+        // Publish times follow sequence numbers: `now` was read before the lock, so a publisher
+        // that read the clock earlier may commit later; it gets the latest time stamped so far.
+        lastPublishTime = Swift.max(lastPublishTime, now)
+        let publishedAt = date(at: lastPublishTime)
         var nextID = MessageID.allocate(count: Self.messageCount(requests))
         var result = PublishResult.enqueued
         for request in requests {
@@ -566,14 +604,14 @@ struct TopicStateMachine {
         var effects = Effects()
         processDue(now: now, effects: &effects)
         guard let index = index(of: id) else { return (.finished(subscriptionGone(id)), effects) }
-        if lifecycle == .finished { return (.finished(.shutDown("Topic '\(topic)'")), effects) }
+        if isFinished { return (.finished(.shutDown("Topic '\(topic)'")), effects) }
         if subscriptions[index].visibleCount > 0 {
             return (.messages(take(from: index, max: max, consumer: consumer, now: now, effects: &effects)), effects)
         }
         guard canWait else { return (.empty, effects) }
         let waiter = nextWaiterID
         nextWaiterID += 1
-        pendingWaiters[waiter] = false
+        pendingWaiters[waiter] = .reserved
         return (.mustWait(waiter), effects)
     }
 
@@ -588,15 +626,16 @@ struct TopicStateMachine {
         now: Duration
     ) -> Effects {
         var effects = Effects()
-        let cancelled = pendingWaiters.removeValue(forKey: waiter) ?? true
+        let reservation = pendingWaiters.removeValue(forKey: waiter) ?? .cancelled
         guard let index = index(of: id) else {
             effects.resume(continuation, with: .finished)
             return effects
         }
-        if cancelled {
-            effects.resume(continuation, with: .cancelled)
-        } else if lifecycle == .finished {
+        // Shutdown wins over cancellation: a receive racing shutdown learns that it was shut down.
+        if isFinished {
             effects.resume(continuation, with: .finished)
+        } else if case .cancelled = reservation {
+            effects.resume(continuation, with: .cancelled)
         } else if subscriptions[index].visibleCount > 0 {
             let batch = take(from: index, max: max, consumer: consumer, now: now, effects: &effects)
             effects.resume(continuation, with: .messages(batch))
@@ -616,7 +655,7 @@ struct TopicStateMachine {
     mutating func cancelWaiter(_ id: SubscriptionID, waiter: UInt64) -> Effects {
         var effects = Effects()
         if pendingWaiters[waiter] != nil {
-            pendingWaiters[waiter] = true
+            pendingWaiters[waiter] = .cancelled
         } else if let index = index(of: id),
             let position = subscriptions[index].waiters.firstIndex(where: { $0.id == waiter })
         {
@@ -650,7 +689,7 @@ struct TopicStateMachine {
             let owned = subscriptions[index].inFlight.filter { $0.value.consumer == consumer }.keys.sorted()
             for tag in owned {
                 guard let entry = subscriptions[index].inFlight.removeValue(forKey: tag) else { continue }
-                subscriptions[index].recordFate(.returned, tag: tag)
+                subscriptions[index].fates.record(.returned, tag: tag)
                 if unhandedTags.contains(tag) {
                     var pending = entry.pending
                     pending.attempts -= 1
@@ -739,7 +778,7 @@ struct TopicStateMachine {
         now: Duration,
         effects: inout Effects
     ) -> Result<Int, OpenQError> {
-        if lifecycle == .finished { return .failure(.shutDown("Topic '\(topic)'")) }
+        if isFinished { return .failure(.shutDown("Topic '\(topic)'")) }
         guard let index = index(of: id) else { return .failure(subscriptionGone(id)) }
         if let entry = subscriptions[index].inFlight[tag] {
             if entry.deadline <= now {
@@ -748,7 +787,7 @@ struct TopicStateMachine {
             }
             return .success(index)
         }
-        if let fate = subscriptions[index].fates[tag] { return .failure(receiptError(fate, index: index)) }
+        if let fate = subscriptions[index].fates.fate(of: tag) { return .failure(receiptError(fate, index: index)) }
         return .failure(
             OpenQError(
                 .receiptAlreadySettled,
@@ -909,6 +948,7 @@ struct TopicStateMachine {
         now: Duration
     ) -> Effects {
         var effects = Effects()
+        guard !isFinished else { return effects }
         processDue(now: now, effects: &effects)
         guard let index = index(of: id), subscriptions[index].tracksDeliveries else { return effects }
         let timeout = subscriptions[index].configuration.acknowledgement.visibilityTimeout
@@ -960,14 +1000,14 @@ struct TopicStateMachine {
             headers[MessageHeader.firstPublishedAt] = String(pending.stored.publishedAt.timeIntervalSince1970)
         }
         headers[MessageHeader.deadLetteredAt] = String(date(at: now).timeIntervalSince1970)
-        let message = pending.stored.withHeaders(headers)
+        let message = pending.stored.withHeaders(headers, origin: pending.stored.identity)
         effects.deadLetters.append(message)
     }
 
     private mutating func expire(_ tag: UInt64, in index: Int, now: Duration, effects: inout Effects) {
         guard var entry = subscriptions[index].inFlight.removeValue(forKey: tag) else { return }
         subscriptions[index].counters.expired += 1
-        subscriptions[index].recordFate(.expired, tag: tag)
+        subscriptions[index].fates.record(.expired, tag: tag)
         entry.pending.lastError = entry.pending.lastError ?? "visibility timeout expired"
         requeue(entry.pending, in: index, delay: .zero, now: now, effects: &effects)
     }
@@ -984,6 +1024,9 @@ struct TopicStateMachine {
 
     /// Arms the timer for `time` unless it is armed for an earlier time already.
     private mutating func arm(at time: Duration, effects: inout Effects) {
+        // A finished topic (shut down or deleted) processes no more deadlines: arming a timer
+        // would keep its storage alive until the deadline.
+        guard !isFinished else { return }
         guard armedDeadline.map({ time < $0 }) ?? true else { return }
         armedDeadline = time
         timerGeneration += 1
@@ -1111,12 +1154,22 @@ struct TopicStateMachine {
         now: Duration
     ) -> (Result<Void, OpenQError>, Effects) {
         var effects = Effects()
-        guard lifecycle != .finished else { return (.failure(.shutDown("Topic '\(topic)'")), effects) }
+        guard !isFinished else { return (.failure(.shutDown("Topic '\(topic)'")), effects) }
         guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
         for message in messages {
             var headers = message.headers
             for key in MessageHeader.deadLetterKeys { headers[key] = nil }
+            let origin = message.record.origin
             let message = message.withHeaders(headers)
+            // Back home, the message is again the one its source published: this topic's name, its
+            // original sequence number and publish time (not the dead-letter topic's).
+            message.record.restamp(
+                as: MessageOrigin(
+                    topic: topic,
+                    sequenceNumber: origin?.sequenceNumber ?? message.sequenceNumber,
+                    publishedAt: origin?.publishedAt ?? message.publishedAt
+                )
+            )
             subscriptions[index].counters.routed += 1
             subscriptions[index].ready.append(message)
         }
@@ -1129,7 +1182,7 @@ struct TopicStateMachine {
     /// `suspend` or `reject` rather than lose a message that was already accepted once.
     mutating func acceptDeadLetters(_ requests: [PublishRequest], now: Duration) -> (Bool, Effects) {
         var effects = Effects()
-        guard lifecycle != .finished else { return (false, effects) }
+        guard !isFinished else { return (false, effects) }
         _ = commit(requests, now: now, effects: &effects)
         return (true, effects)
     }
@@ -1137,60 +1190,92 @@ struct TopicStateMachine {
     // MARK: Shutdown
 
     /// Stops accepting publishes; publishers waiting for room fail with `shutDown`. Consumers
-    /// keep receiving and settling.
-    mutating func beginShutdown() -> Effects {
+    /// keep receiving and settling until the topic is idle or `deadline` (the end of the grace
+    /// period) passes.
+    mutating func beginShutdown(deadline: Duration) -> Effects {
         var effects = Effects()
-        guard lifecycle == .open else { return effects }
-        lifecycle = .draining
-        while let publisher = blockedPublishers.popFirst() {
-            effects.resumePublisher(publisher.continuation, with: OpenQError.shutDown("Topic '\(topic)'"))
-        }
-        for id in pendingPublishers.keys { pendingPublishers[id] = true }
+        guard isOpen else { return effects }
+        lifecycle = .draining(DrainState(deadline: deadline))
+        failBlockedPublishers(effects: &effects)
         return effects
     }
 
-    /// True when nothing waits to be delivered and nothing is in flight.
-    var isIdle: Bool { subscriptions.allSatisfy { $0.visibleCount == 0 && $0.inFlight.isEmpty } }
+    private mutating func failBlockedPublishers(effects: inout Effects) {
+        while let publisher = blockedPublishers.popFirst() {
+            effects.resumePublisher(publisher.continuation, with: OpenQError.shutDown("Topic '\(topic)'"))
+        }
+        // Reserved publishers fail in their second phase, which checks the lifecycle first.
+    }
 
-    private var idleWaiters: [UInt64: UnsafeContinuation<Void, Never>] = [:]
-    /// Shutdown waiters cancelled before they were stored (the cancellation handler can run
-    /// first); `addIdleWaiter` must then resume at once instead of waiting forever.
-    private var cancelledIdleWaiters: Set<UInt64> = []
+    /// True when a draining topic has nothing left that shutdown should wait for: in every
+    /// subscription nothing is in flight, and nothing waits that a consumer could still take.
+    ///
+    /// A subscription without a consumer (no stream or handler registered, no `receive` waiting)
+    /// holds its backlog until the next start: nobody could drain it, so waiting for it would only
+    /// burn the grace period. A subscription with a consumer is idle once nothing is visible and
+    /// no delayed message or retry becomes visible before the grace period ends.
+    var isIdle: Bool {
+        let deadline: Duration
+        switch lifecycle {
+        case .open: deadline = .zero
+        case .draining(let drain): deadline = drain.deadline
+        case .finished: return true
+        }
+        return subscriptions.allSatisfy { subscription in
+            guard subscription.inFlight.isEmpty else { return false }
+            guard !subscription.consumers.isEmpty || !subscription.waiters.isEmpty else { return true }
+            return subscription.visibleCount == 0
+                && !subscription.scheduled.values.contains { $0.visibleAt <= deadline }
+        }
+    }
 
     /// Registers a shutdown waiter; returns true when it must be resumed at once (not stored):
-    /// the topic is idle or finished, or the waiter was cancelled before it got here.
+    /// the topic is idle, not draining, or the waiter was cancelled before it got here.
     mutating func addIdleWaiter(_ id: UInt64, _ continuation: UnsafeContinuation<Void, Never>) -> Bool {
-        if cancelledIdleWaiters.remove(id) != nil || isIdle || lifecycle == .finished { return true }
-        idleWaiters[id] = continuation
+        guard case .draining(var drain) = lifecycle else { return true }
+        if drain.cancelledIdleWaiters.remove(id) != nil || isIdle {
+            lifecycle = .draining(drain)
+            return true
+        }
+        drain.idleWaiters[id] = continuation
+        lifecycle = .draining(drain)
         return false
     }
 
     /// A shutdown waiter was cancelled: hands back its continuation, or remembers the
     /// cancellation when the waiter is not stored yet.
     mutating func cancelIdleWaiter(_ id: UInt64) -> UnsafeContinuation<Void, Never>? {
-        if let continuation = idleWaiters.removeValue(forKey: id) { return continuation }
-        cancelledIdleWaiters.insert(id)
+        guard case .draining(var drain) = lifecycle else { return nil }
+        defer { lifecycle = .draining(drain) }
+        if let continuation = drain.idleWaiters.removeValue(forKey: id) { return continuation }
+        drain.cancelledIdleWaiters.insert(id)
         return nil
     }
 
     /// While draining, hands back the shutdown waiters once the topic became idle.
     mutating func takeIdleWaitersIfIdle() -> [UnsafeContinuation<Void, Never>] {
-        guard lifecycle != .open, !idleWaiters.isEmpty, isIdle || lifecycle == .finished else { return [] }
-        defer { idleWaiters.removeAll() }
-        return Array(idleWaiters.values)
+        guard case .draining(var drain) = lifecycle, !drain.idleWaiters.isEmpty, isIdle else { return [] }
+        let waiters = Array(drain.idleWaiters.values)
+        drain.idleWaiters.removeAll()
+        lifecycle = .draining(drain)
+        return waiters
     }
 
     /// Ends every consumer sequence. What stays in flight or waiting is reported, not lost: it
     /// stays in the (now closed) topic and is counted.
     mutating func finish() -> Effects {
-        var effects = beginShutdown()
+        var effects = Effects()
+        if case .draining(let drain) = lifecycle {
+            effects.idleWaiters = Array(drain.idleWaiters.values)
+        }
+        failBlockedPublishers(effects: &effects)
         lifecycle = .finished
         for index in subscriptions.indices {
             while let waiter = subscriptions[index].waiters.popFirst() {
                 effects.resume(waiter.continuation, with: .finished)
             }
         }
-        for id in pendingWaiters.keys { pendingWaiters[id] = true }
+        // Reserved receives end in their second phase, which checks the lifecycle first.
         return effects
     }
 
@@ -1336,9 +1421,11 @@ struct Effects {
     var publishers: [(UnsafeContinuation<Void, any Error>, (any Error)?)] = []
     var deadLetters: [StoredMessage] = []
     var armTimer: TimerRequest?
+    /// Shutdown waiters to resume (a draining topic that finished).
+    var idleWaiters: [UnsafeContinuation<Void, Never>] = []
 
     var isEmpty: Bool {
-        firstResumption == nil && publishers.isEmpty && deadLetters.isEmpty && armTimer == nil
+        firstResumption == nil && publishers.isEmpty && deadLetters.isEmpty && armTimer == nil && idleWaiters.isEmpty
     }
 
     mutating func resume(
@@ -1364,6 +1451,7 @@ struct Effects {
         for (continuation, error) in publishers {
             if let error { continuation.resume(throwing: error) } else { continuation.resume() }
         }
+        for waiter in idleWaiters { waiter.resume() }
     }
 }
 
@@ -1389,5 +1477,6 @@ package struct SplitMix64 {
 extension MessageHeader {
     static let deadLetterKeys = [
         sourceTopic, sourceSubscription, attempts, lastError, deadLetterReason, deadLetteredAt, sourceSequenceNumber,
+        firstPublishedAt,
     ]
 }

@@ -14,8 +14,9 @@ extension TopicStorage {
         }.get()
     }
 
-    func beginShutdown() {
-        withState { state, _ in ((), state.beginShutdown()) }
+    /// Stops publishing; consumers go on until the topic is idle or `deadline` passes.
+    func beginShutdown(deadline: Duration) {
+        withState { state, _ in ((), state.beginShutdown(deadline: deadline)) }
     }
 
     func finish() {

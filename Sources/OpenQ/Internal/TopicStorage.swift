@@ -68,7 +68,7 @@ final class TopicStorage: Sendable {
         let (result, effects, idle) = state.withLock { state in
             let (result, effects) = body(&state, now)
             // Only a shutting-down topic has idle waiters; the open path pays one comparison.
-            let idle = state.lifecycle == .open ? [] : state.takeIdleWaitersIfIdle()
+            let idle = state.isOpen ? [] : state.takeIdleWaitersIfIdle()
             return (result, effects, idle)
         }
         if !effects.isEmpty { perform(effects) }
