@@ -68,7 +68,7 @@ enum BackpressureScenario {
         let topic = try await queue.createTopic(
             "backpressure-\(policy)", of: Int.self,
             configuration: .init(capacity: capacity, overflow: policy, deadLetter: .disabled))
-        let stream = try topic.subscribe(prefetch: 1)
+        let stream = try await topic.subscribe(prefetch: 1)
         let received = Collected<[Int]>([])
         let consumer = Task {
             for await message in stream {

@@ -30,12 +30,12 @@ enum DeadLetterScenario {
         narrator.say(
             "topic 'payments' dead-letters after 3 deliveries into '\(deadLetterTopic.name)'; backoff from 10 ms")
 
-        let alerts = try deadLetterTopic.subscribe()
+        let alerts = try await deadLetterTopic.subscribe()
         let firstAlert = Task { () -> Message<Payment>? in
             for await message in alerts { return message }
             return nil
         }
-        let broken = try payments.consume(subscription: "processor", with: BrokenProcessor(), concurrency: 4)
+        let broken = try await payments.consume(subscription: "processor", with: BrokenProcessor(), concurrency: 4)
         narrator.say("a broken processor fails every one of \(count) payments")
         try await payments.publish(contentsOf: (1...count).map(Payment.init))
 
@@ -56,7 +56,7 @@ enum DeadLetterScenario {
         let nackedBeforeFix = try processor.statistics().counters.nacked
 
         let fixedHandled = Collected<Set<Int>>([])
-        let fixed = try payments.consume(subscription: "processor", concurrency: 4) { message in
+        let fixed = try await payments.consume(subscription: "processor", concurrency: 4) { message in
             fixedHandled.withValue { _ = $0.insert(message.payload.id) }
         }
         let moved = try await queue.redrive(from: deadLetterTopic.name)

@@ -28,15 +28,16 @@ enum EventBusScenario {
         narrator.say("topics 'orders' and 'payments'; a producer 'shop' publishes \(count) orders with headers")
 
         let inventoryHandled = Collected<[Int]>([])
-        let inventory = try orders.consume(subscription: "inventory", with: InventoryHandler(handled: inventoryHandled))
+        let inventory = try await orders.consume(
+            subscription: "inventory", with: InventoryHandler(handled: inventoryHandled))
         narrator.say("InventoryHandler (a MessageHandler) consumes 'orders' through subscription 'inventory'")
 
-        let dashboard = try orders.subscribe()
+        let dashboard = try await orders.subscribe()
         let dashboardSeen = Collected<[Int]>([])
         let dashboardTask = Task {
             for await message in dashboard { dashboardSeen.withValue { $0.append(message.payload.number) } }
         }
-        let paymentStream = try payments.subscribe()
+        let paymentStream = try await payments.subscribe()
         let paymentsSeen = Collected<Int>(0)
         let ledgerTask = Task {
             for await message in paymentStream where message.headers["currency"] == "EUR" {
@@ -58,7 +59,7 @@ enum EventBusScenario {
                 dashboardTask.cancel()
                 // The late dashboard reads from the moment it subscribes: a subscription nobody
                 // reads fills up, and under the default `.suspend` policy parks the publisher.
-                let late = try orders.subscribe()
+                let late = try await orders.subscribe()
                 let remaining = count - half
                 lateReader = Task {
                     var seen: [Int] = []

@@ -16,7 +16,7 @@ enum ReplayScenario {
         let prices = try await queue.createTopic(
             "prices", of: PriceTick.self, configuration: .init(capacity: room, retention: .count(room)))
         narrator.say("topic 'prices' retains its latest \(room) messages for replay")
-        let tap = try prices.subscription("tap", acknowledgement: .automatic)
+        let tap = try await prices.subscription("tap", acknowledgement: .automatic)
 
         try await prices.publish(contentsOf: (0..<half).map { PriceTick(symbol: "MORNING", cents: 100 + $0) })
         try await Task.sleep(for: .milliseconds(5))
@@ -27,10 +27,10 @@ enum ReplayScenario {
             "published \(half) morning and \(half) afternoon ticks; the afternoon began at sequence \(afternoon.sequenceNumber)"
         )
 
-        let fromEarliest = try prices.subscription("audit", acknowledgement: .automatic, startingAt: .earliest)
-        let fromTime = try prices.subscription(
+        let fromEarliest = try await prices.subscription("audit", acknowledgement: .automatic, startingAt: .earliest)
+        let fromTime = try await prices.subscription(
             "afternoon-report", acknowledgement: .automatic, startingAt: .time(afternoon.publishedAt))
-        let fromSequence = try prices.subscription(
+        let fromSequence = try await prices.subscription(
             "resume", acknowledgement: .automatic, startingAt: .sequenceNumber(afternoon.sequenceNumber + 1))
         let all = try await fromEarliest.receive(max: 4 * half)
         let sinceTime = try await fromTime.receive(max: 4 * half)
@@ -38,7 +38,7 @@ enum ReplayScenario {
         narrator.say(
             "a late subscriber at .earliest replayed \(all.count); one at .time(afternoon) replayed \(sinceTime.count); one at a sequence number replayed \(sinceSequence.count)"
         )
-        let rewound = try fromTime.seek(to: .earliest)
+        let rewound = try await fromTime.seek(to: .earliest)
         narrator.say("seek(to: .earliest) on the afternoon report enqueued \(rewound) messages again")
 
         var outcome = ScenarioOutcome(.replay, statistics: await queue.statistics())

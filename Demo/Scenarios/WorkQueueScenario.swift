@@ -8,7 +8,7 @@ enum WorkQueueScenario {
         let count = max(options.messages, 1)
         let queue = narrator.makeQueue()
         let jobs = try await queue.createTopic("jobs", of: Int.self)
-        let workers = try jobs.subscription(
+        let workers = try await jobs.subscription(
             "workers", acknowledgement: .manual(visibilityTimeout: options.visibilityTimeout))
         narrator.say(
             "topic 'jobs', subscription 'workers' with manual acks and a \(options.visibilityTimeout) visibility timeout"
@@ -22,10 +22,11 @@ enum WorkQueueScenario {
 
         let handled = Collected<[(job: Int, worker: Int, attempt: Int)]>([])
         let transientFailures = Collected(0)
+        let sequence = try workers.deliveries(prefetch: 8)
         let consumers = (1...max(options.consumers, 1)).map { worker in
             Task {
                 var random = SplitMix64(seed: options.seed &+ UInt64(worker))
-                for await delivery in workers.deliveries(prefetch: 8) {
+                for await delivery in sequence {
                     // About 2 % of first attempts fail transiently (seeded by --seed): nack, retry at once.
                     // A settlement can fail when the visibility timeout passed first (a short
                     // --visibility-timeout): the job is then redelivered, and only the

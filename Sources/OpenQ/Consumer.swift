@@ -9,7 +9,7 @@ import Logging
 /// (as Pub/Sub's lease management), so slow handlers are not redelivered behind their back.
 ///
 /// ```swift
-/// let consumer = try orders.consume(subscription: "billing", with: Billing(), concurrency: 4)
+/// let consumer = try await orders.consume(subscription: "billing", with: Billing(), concurrency: 4)
 /// // ...
 /// await consumer.stop()
 /// ```
@@ -18,14 +18,17 @@ import Logging
 /// until the broker shuts down; releasing the `Consumer` object does not stop it (a consumer kept
 /// in a `let` that is never read again keeps running). Keep it to stop it earlier.
 public final class Consumer<Payload: Sendable>: Sendable {
+    /// What a consumer runs for each delivery.
+    typealias Body = @Sendable (Delivery<Payload>) async throws -> Void
+
     /// The subscription this consumer reads (generated when it was created without a name).
     public let subscription: String
     private let task: Task<Void, Never>
 
-    init<Handler: MessageHandler<Payload>>(
+    init(
         handle: SubscriptionHandle,
         subscription: String,
-        handler: Handler,
+        body: @escaping Body,
         concurrency: Int,
         maxLease: Duration
     ) {
@@ -34,7 +37,7 @@ public final class Consumer<Payload: Sendable>: Sendable {
             await Self.run(
                 handle: handle,
                 subscription: subscription,
-                handler: handler,
+                body: body,
                 concurrency: concurrency,
                 maxLease: maxLease
             )
@@ -54,10 +57,10 @@ public final class Consumer<Payload: Sendable>: Sendable {
         await task.value
     }
 
-    private static func run<Handler: MessageHandler<Payload>>(
+    private static func run(
         handle: SubscriptionHandle,
         subscription: String,
-        handler: Handler,
+        body: @escaping Body,
         concurrency: Int,
         maxLease: Duration
     ) async {
@@ -91,7 +94,7 @@ public final class Consumer<Payload: Sendable>: Sendable {
                 for handed in batch.all {
                     running += 1
                     let delivery = Delivery<Payload>(handed, handle: handle, subscription: subscription)
-                    group.addTask { await Self.handle(delivery, with: handler, logger: storage.logger) }
+                    group.addTask { await Self.handle(delivery, with: body, logger: storage.logger) }
                 }
             }
             await group.waitForAll()
@@ -100,14 +103,12 @@ public final class Consumer<Payload: Sendable>: Sendable {
         storage.withState { state, now in ((), state.consumerEnded(id, consumer: consumer, unhanded: [], now: now)) }
     }
 
-    private static func handle<Handler: MessageHandler<Payload>>(
-        _ delivery: Delivery<Payload>,
-        with handler: Handler,
-        logger: Logger
-    ) async {
+    /// Runs the body for one delivery and settles it by how the body ended, unless the body
+    /// settled it itself (then the consumer's settlement finds it settled and leaves it).
+    private static func handle(_ delivery: Delivery<Payload>, with body: Body, logger: Logger) async {
         do {
             do {
-                try await handler.handle(delivery.message)
+                try await body(delivery)
             } catch is CancellationError {
                 try await delivery.nack(retryAfter: .zero, error: "consumer stopped")
                 return
@@ -116,6 +117,8 @@ public final class Consumer<Payload: Sendable>: Sendable {
                 return
             }
             try await delivery.ack()
+        } catch let error as OpenQError where error.code == .receiptAlreadySettled {
+            return  // the handler settled it
         } catch {
             logger.debug(
                 "Could not settle a delivery after handling",
@@ -134,13 +137,61 @@ extension Topic {
     ///   - handler: the handler.
     ///   - concurrency: how many messages are handled at once, at least 1. Default 1.
     ///   - maxLease: how long after delivery a running handler's lease is still extended. Default 10 min.
-    public func consume<Handler: MessageHandler<Payload>>(
+    /// - Throws: ``OpenQError/Code/invalidConfiguration`` for a concurrency below 1 or a
+    ///   non-positive `maxLease`; the errors of ``subscription(_:acknowledgement:startingAt:backlog:)``.
+    public nonisolated(nonsending) func consume<Handler: MessageHandler<Payload>>(
         subscription name: String? = nil,
         acknowledgement: AcknowledgementMode = .afterHandling,
         with handler: Handler,
         concurrency: Int = 1,
         maxLease: Duration = .seconds(600)
-    ) throws -> Consumer<Payload> {
+    ) async throws -> Consumer<Payload> {
+        try await startConsumer(
+            subscription: name, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
+        ) { delivery in
+            try await handler.handle(delivery.message)
+        }
+    }
+
+    /// Starts a ``Consumer`` that runs a ``DeliveryHandler`` for each delivery of a subscription:
+    /// the handler sees the attempt and can reject, nack or extend the delivery itself. See
+    /// ``consume(subscription:acknowledgement:with:concurrency:maxLease:)-(_,_,MessageHandler,_,_)``.
+    public nonisolated(nonsending) func consume<Handler: DeliveryHandler<Payload>>(
+        subscription name: String? = nil,
+        acknowledgement: AcknowledgementMode = .afterHandling,
+        with handler: Handler,
+        concurrency: Int = 1,
+        maxLease: Duration = .seconds(600)
+    ) async throws -> Consumer<Payload> {
+        try await startConsumer(
+            subscription: name, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
+        ) { delivery in
+            try await handler.handle(delivery)
+        }
+    }
+
+    /// Starts a ``Consumer`` running a closure; see
+    /// ``consume(subscription:acknowledgement:with:concurrency:maxLease:)-(_,_,MessageHandler,_,_)``.
+    public nonisolated(nonsending) func consume(
+        subscription name: String? = nil,
+        acknowledgement: AcknowledgementMode = .afterHandling,
+        concurrency: Int = 1,
+        _ body: @escaping @Sendable (Message<Payload>) async throws -> Void
+    ) async throws -> Consumer<Payload> {
+        try await startConsumer(
+            subscription: name, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: .seconds(600)
+        ) { delivery in
+            try await body(delivery.message)
+        }
+    }
+
+    private nonisolated(nonsending) func startConsumer(
+        subscription name: String?,
+        acknowledgement: AcknowledgementMode,
+        concurrency: Int,
+        maxLease: Duration,
+        body: @escaping Consumer<Payload>.Body
+    ) async throws -> Consumer<Payload> {
         guard concurrency >= 1 else {
             throw OpenQError.invalidConfiguration("A consumer's concurrency must be at least 1; it was \(concurrency).")
         }
@@ -150,7 +201,7 @@ extension Topic {
         let handle: SubscriptionHandle
         let subscriptionName: String
         if let name {
-            handle = try subscription(name, acknowledgement: acknowledgement).handle
+            handle = try await subscription(name, acknowledgement: acknowledgement).handle
             subscriptionName = name
         } else {
             handle = try .anonymous(
@@ -160,20 +211,9 @@ extension Topic {
         return Consumer(
             handle: handle,
             subscription: subscriptionName,
-            handler: handler,
+            body: body,
             concurrency: concurrency,
             maxLease: maxLease
         )
-    }
-
-    /// Starts a ``Consumer`` running a closure; see ``consume(subscription:acknowledgement:with:concurrency:maxLease:)``.
-    public func consume(
-        subscription name: String? = nil,
-        acknowledgement: AcknowledgementMode = .afterHandling,
-        concurrency: Int = 1,
-        _ body: @escaping @Sendable (Message<Payload>) async throws -> Void
-    ) throws -> Consumer<Payload> {
-        try consume(
-            subscription: name, acknowledgement: acknowledgement, with: ClosureHandler(body), concurrency: concurrency)
     }
 }

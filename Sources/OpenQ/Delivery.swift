@@ -5,7 +5,7 @@
 /// over and these calls do nothing.
 ///
 /// ```swift
-/// for await delivery in billing.deliveries() {
+/// for await delivery in try billing.deliveries() {
 ///     do {
 ///         try await charge(delivery.message.payload)
 ///         try await delivery.ack()

@@ -114,7 +114,7 @@ public struct MessageBatches<Payload: Sendable>: AsyncSequence, Sendable {
 
     @inlinable
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(cursor: ConsumerCursor(handle: stream.handle, prefetch: stream.prefetch))
+        AsyncIterator(cursor: ConsumerCursor(handle: stream.source.handleForIteration(), prefetch: stream.prefetch))
     }
 
     /// Iterates the batches from one task.

@@ -15,7 +15,7 @@ import Logging
 /// ```swift
 /// let queue = MessageQueue()
 /// let orders = try await queue.createTopic("orders", of: OrderPlaced.self)
-/// let billing = try orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+/// let billing = try await orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
 /// try await orders.publish(OrderPlaced(id: 1))
 /// let report = await queue.shutdown(gracePeriod: .seconds(5))
 /// ```
@@ -29,15 +29,21 @@ public actor MessageQueue {
         public var metricsFactory: (any MetricsFactory)?
         /// The seed of the jitter in retry backoff; `nil` for a random one.
         public var randomSeed: UInt64?
+        /// After how long a publisher that a full `suspend` subscription keeps waiting is logged
+        /// as a warning naming the topic, the full subscription, its depth and its consumers (at
+        /// most one warning per topic per this interval). Default 5 s; `nil` turns it off.
+        /// ``TopicStatistics/suspendedPublishers`` counts the publishers waiting now.
+        public var parkedPublisherWarning: Duration?
 
         /// Creates a configuration; each parameter defaults as its property says.
         public init(
             metricsInterval: Duration? = .seconds(10), metricsFactory: (any MetricsFactory)? = nil,
-            randomSeed: UInt64? = nil
+            randomSeed: UInt64? = nil, parkedPublisherWarning: Duration? = .seconds(5)
         ) {
             self.metricsInterval = metricsInterval
             self.metricsFactory = metricsFactory
             self.randomSeed = randomSeed
+            self.parkedPublisherWarning = parkedPublisherWarning
         }
     }
 
@@ -126,7 +132,8 @@ public actor MessageQueue {
             clock: clock,
             logger: logger,
             deadLetterTarget: deadLetterTarget,
-            seed: seeds.next()
+            seed: seeds.next(),
+            parkedPublisherWarning: self.configuration.parkedPublisherWarning
         )
         topics[name] = storage
         startMetricsIfNeeded()
@@ -176,7 +183,8 @@ public actor MessageQueue {
                 clock: clock,
                 logger: logger,
                 deadLetterTarget: nil,
-                seed: seeds.next()
+                seed: seeds.next(),
+                parkedPublisherWarning: self.configuration.parkedPublisherWarning
             )
         }
         try storage.ensureSubscription(

@@ -1,11 +1,24 @@
 /// The messages of an anonymous, automatically acknowledged subscription, from
 /// ``Topic/subscribe(startingAt:backlog:prefetch:)``.
 ///
-/// The sequence ends when its task is cancelled, the broker shuts down or the topic is deleted.
-/// A cancelled task gets at most 7 more messages of a batch it already took (cancellation is
-/// checked every 8 messages, not on each one, to keep the hot path cheap). Messages that were
-/// taken in a batch but not yet returned by `next()` go back to the subscription when it ends, and
-/// are counted as purged with it.
+/// An iteration ends when its task is cancelled, it stops early (`break`), the broker shuts down
+/// or the topic is deleted. A cancelled task gets at most 7 more messages of a batch it already
+/// took (cancellation is checked every 8 messages, not on each one, to keep the hot path cheap).
+/// The anonymous subscription ends with the iteration: messages it took in a batch but had not
+/// returned from `next()`, and what still waited for it, are counted as purged. So a stream kept
+/// after its iteration ended never holds back publishers.
+///
+/// Iterating the stream again works: the new iteration subscribes afresh, at the latest message
+/// (messages published between two iterations are not delivered, as fits at-most-once delivery).
+/// Two iterations at once share one subscription and compete for its messages; iterate it from
+/// one task at a time.
+///
+/// ```swift
+/// let updates = try await orders.subscribe()
+/// for await message in updates { if message.payload.id == 10 { break } }
+/// // later: a new iteration, from the messages published from now on
+/// for await message in updates { print(message.payload.id) }
+/// ```
 ///
 /// For readers that keep up with batch publishers, ``batches`` reads the same messages a batch
 /// at a time, without an `await` per message.
@@ -13,15 +26,21 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Message<Payload>
     public typealias Failure = Never
 
-    @usableFromInline let handle: SubscriptionHandle
+    @usableFromInline let source: StreamSource
     @usableFromInline let prefetch: Int
 
-    /// The generated name of the underlying subscription, as it appears in statistics.
-    public var subscriptionName: String { handle.name ?? "" }
+    /// The generated name of the underlying subscription, as it appears in statistics (the latest
+    /// one, when the stream was iterated more than once).
+    public var subscriptionName: String { source.current.name ?? "" }
+
+    init(source: StreamSource, prefetch: Int) {
+        self.source = source
+        self.prefetch = prefetch
+    }
 
     @inlinable
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(cursor: ConsumerCursor(handle: handle, prefetch: prefetch))
+        AsyncIterator(cursor: ConsumerCursor(handle: source.handleForIteration(), prefetch: prefetch))
     }
 
     /// Iterates the stream from one task.

@@ -22,18 +22,26 @@ public struct Producer<Payload: Sendable>: Sendable {
     }
 
     /// Publishes a message with the producer's default headers; see ``Topic/publish(_:headers:priority:delay:)``.
-    public func publish(
+    @discardableResult
+    public nonisolated(nonsending) func publish(
         _ payload: Payload,
         headers: [String: String] = [:],
         priority: Int = 0,
         delay: Duration = .zero
-    ) async throws {
+    ) async throws -> PublishReceipt {
         try await topic.publish(payload, headers: merged(headers), priority: priority, delay: delay)
     }
 
-    /// Publishes a batch with the producer's default headers; see ``Topic/publish(contentsOf:headers:priority:)``.
-    public func publish(contentsOf payloads: some Sequence<Payload>, headers: [String: String] = [:]) async throws {
-        try await topic.publish(contentsOf: payloads, headers: merged(headers))
+    /// Publishes a batch with the producer's default headers; see
+    /// ``Topic/publish(contentsOf:headers:priority:delay:)``.
+    @discardableResult
+    public nonisolated(nonsending) func publish(
+        contentsOf payloads: some Sequence<Payload>,
+        headers: [String: String] = [:],
+        priority: Int = 0,
+        delay: Duration = .zero
+    ) async throws -> PublishReceipt {
+        try await topic.publish(contentsOf: payloads, headers: merged(headers), priority: priority, delay: delay)
     }
 
     /// Publishes without waiting; see ``Topic/tryPublish(_:headers:priority:)``.

@@ -70,6 +70,9 @@ public struct SubscriptionStatistics: Hashable, Sendable {
     public var consumers: Int
     /// How long ago the oldest waiting message was published, or `nil` when none waits.
     public var oldestMessageAge: Duration?
+
+    /// True when the subscription holds nothing: nothing waiting, delayed or in flight.
+    public var isDrained: Bool { depth == 0 && scheduled == 0 && inFlight == 0 }
 }
 
 /// A snapshot of one topic.
@@ -113,6 +116,12 @@ public struct BrokerStatistics: Hashable, Sendable, CustomStringConvertible {
 
     /// The statistics of the topic with that name.
     public func topic(_ name: String) -> TopicStatistics? { topics.first { $0.name == name } }
+
+    /// The statistics of one subscription of one topic, in one look-up:
+    /// `statistics.subscription("billing", of: "orders")`.
+    public func subscription(_ name: String, of topic: String) -> SubscriptionStatistics? {
+        self.topic(topic)?.subscription(name)
+    }
 
     /// An aligned text table, one row per subscription.
     public var description: String {

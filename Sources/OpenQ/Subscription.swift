@@ -2,9 +2,9 @@
 /// and its consumers compete for those messages (work queue).
 ///
 /// ```swift
-/// let billing = try orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+/// let billing = try await orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
 /// Task {
-///     for await delivery in billing.deliveries() {
+///     for await delivery in try billing.deliveries() {
 ///         try await charge(delivery.message.payload)
 ///         try await delivery.ack()
 ///     }
@@ -34,8 +34,9 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// The deliveries of this subscription as an `AsyncSequence`; each iterator is one consumer.
     /// - Parameter prefetch: deliveries taken per wake-up (all in flight, so their visibility
     ///   timeout runs while they wait in the consumer). At least 1. Default 16.
-    public func deliveries(prefetch: Int = 16) -> DeliverySequence<Payload> {
-        precondition(prefetch >= 1, "prefetch must be at least 1; it was \(prefetch)")
+    /// - Throws: ``OpenQError/Code/invalidConfiguration`` for a prefetch below 1.
+    public func deliveries(prefetch: Int = 16) throws(OpenQError) -> DeliverySequence<Payload> {
+        try validatePrefetch(prefetch)
         return DeliverySequence(handle: handle, name: name, prefetch: prefetch)
     }
 
@@ -102,7 +103,7 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// Removes every message waiting, delayed or in flight in this subscription.
     /// - Returns: how many messages were removed.
     @discardableResult
-    public func purge() throws -> Int {
+    public nonisolated(nonsending) func purge() async throws -> Int {
         try handle.storage.withState { state, now in state.purge(handle.id, now: now) }.get()
     }
 
@@ -111,8 +112,24 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// Deliveries in flight are not touched.
     /// - Returns: how many retained messages were enqueued.
     @discardableResult
-    public func seek(to position: StartPosition) throws -> Int {
+    public nonisolated(nonsending) func seek(to position: StartPosition) async throws -> Int {
         try handle.storage.withState { state, now in state.seek(handle.id, to: position, now: now) }.get()
+    }
+
+    /// Waits until the subscription holds nothing: no message waiting, delayed or in flight (for
+    /// example, until a work queue's consumers have acknowledged everything published so far).
+    /// Returns at once when it is drained already. Bound the wait yourself if you need to (it is
+    /// cancellable).
+    ///
+    /// ```swift
+    /// try await orders.publish(contentsOf: jobs)
+    /// try await workers.waitUntilDrained()
+    /// ```
+    /// - Throws: ``OpenQError/Code/subscriptionNotFound`` when the subscription is removed,
+    ///   ``OpenQError/Code/shutDown`` when the broker shuts down before it drained,
+    ///   `CancellationError` when the task is cancelled.
+    public nonisolated(nonsending) func waitUntilDrained() async throws {
+        try await handle.storage.waitUntilDrained(handle.id)
     }
 
     /// A snapshot of this subscription's statistics.
@@ -124,8 +141,9 @@ public struct Subscription<Payload: Sendable>: Sendable {
         return statistics
     }
 
-    /// Removes the subscription, as ``Topic/unsubscribe(_:)``.
-    public func delete() {
+    /// Removes the subscription, as ``Topic/unsubscribe(_:)``: its waiting messages are purged
+    /// (counted) and its consumers' sequences end. Deleting it again does nothing.
+    public nonisolated(nonsending) func delete() async {
         handle.remove()
     }
 }

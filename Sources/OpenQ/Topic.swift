@@ -6,9 +6,9 @@
 ///
 /// ```swift
 /// let orders = try await queue.createTopic("orders", of: OrderPlaced.self)
-/// let stream = try orders.subscribe()                       // fan-out, automatic ack
-/// try await orders.publish(OrderPlaced(id: 1), headers: ["source": "api"])
-/// for await message in stream { print(message.payload); break }
+/// let stream = try await orders.subscribe()                 // fan-out, automatic ack
+/// let receipt = try await orders.publish(OrderPlaced(id: 1), headers: ["source": "api"])
+/// for await message in stream { print(message.payload, receipt.sequenceNumber); break }
 /// ```
 public struct Topic<Payload: Sendable>: Sendable {
     @usableFromInline
@@ -36,17 +36,21 @@ public struct Topic<Payload: Sendable>: Sendable {
     ///   - headers: string headers delivered with the message.
     ///   - priority: higher priorities are delivered first within a subscription. Default 0.
     ///   - delay: the message becomes visible only after this delay. Default none.
+    /// - Returns: the message's id and sequence number, and what full subscriptions dropped.
     /// - Throws: ``OpenQError/Code/topicFull`` under `reject`; ``OpenQError/Code/shutDown`` after
-    ///   shutdown or deletion; `CancellationError` when the task is cancelled while waiting for
-    ///   room (the message is then not published).
+    ///   shutdown or deletion; ``OpenQError/Code/invalidConfiguration`` for a negative delay;
+    ///   `CancellationError` when the task is cancelled while waiting for room (the message is
+    ///   then not published).
     @inlinable
+    @discardableResult
     public nonisolated(nonsending) func publish(
         _ payload: Payload,
         headers: [String: String] = [:],
         priority: Int = 0,
         delay: Duration = .zero
-    ) async throws {
-        try await storage.publish(
+    ) async throws -> PublishReceipt {
+        try validateDelay(delay)
+        return try await storage.publish(
             PublishRequest(TypedRecord(payload: payload, headers: headers, priority: priority), delay: delay))
     }
 
@@ -59,22 +63,36 @@ public struct Topic<Payload: Sendable>: Sendable {
     ///
     /// The batch is atomic with respect to `suspend` and `reject`: it is enqueued whole once there
     /// is room for all of it, or rejected whole. A batch larger than a suspending subscription's
-    /// capacity can never fit and throws ``OpenQError/Code/invalidConfiguration``.
+    /// capacity can never fit and throws ``OpenQError/Code/invalidConfiguration`` at once, even
+    /// when other publishers are waiting for room.
+    /// - Parameters:
+    ///   - payloads: the messages' payloads, in order.
+    ///   - headers: string headers delivered with every message of the batch.
+    ///   - priority: the priority of every message of the batch. Default 0.
+    ///   - delay: every message of the batch becomes visible only after this delay. Default none.
+    /// - Returns: the first id and sequence number (the rest follow consecutively) and what full
+    ///   subscriptions dropped. An empty sequence publishes nothing and returns a receipt of
+    ///   `count` 0.
     @inlinable
+    @discardableResult
     public nonisolated(nonsending) func publish(
         contentsOf payloads: some Sequence<Payload>,
         headers: [String: String] = [:],
-        priority: Int = 0
-    ) async throws {
+        priority: Int = 0,
+        delay: Duration = .zero
+    ) async throws -> PublishReceipt {
+        try validateDelay(delay)
         let payloads = Array(payloads)
-        guard !payloads.isEmpty else { return }
-        try await storage.publish(
-            PublishRequest(TypedRecord(payloads: payloads, headers: headers, priority: priority)))
+        guard !payloads.isEmpty else { return storage.emptyReceipt() }
+        return try await storage.publish(
+            PublishRequest(TypedRecord(payloads: payloads, headers: headers, priority: priority), delay: delay))
     }
 
     /// Publishes without ever waiting, and says what happened.
     ///
     /// Under `suspend` a full topic makes this return ``PublishResult/rejected`` instead of waiting.
+    /// An accepted message's result carries its ``PublishReceipt``, which says whether a
+    /// `dropOldest` subscription dropped an older message to make room.
     @inlinable
     public func tryPublish(_ payload: Payload, headers: [String: String] = [:], priority: Int = 0) -> PublishResult {
         storage.tryPublish(PublishRequest(TypedRecord(payload: payload, headers: headers, priority: priority)))
@@ -86,20 +104,26 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// returns its messages as an `AsyncSequence`.
     ///
     /// The subscription exists from the moment this returns, so nothing published after it is
-    /// missed. It is removed when the sequence ends: its iterator is dropped, its task is cancelled,
-    /// or the broker shuts down. Iterate it from one task.
+    /// missed. It is removed when its iteration ends (the loop stops, its task is cancelled, or the
+    /// broker shuts down), or when the stream is released without being iterated. Until it is
+    /// iterated it holds its messages like any subscription: under `suspend`, a full one makes
+    /// publishers wait. Iterating the stream again subscribes afresh (see ``MessageStream``).
+    /// Iterate it from one task at a time.
     /// - Parameters:
     ///   - start: where to start; positions other than `latest` replay retained messages.
     ///   - backlog: a bound of its own, so a slow reader does not hold back others.
-    ///   - prefetch: messages taken per wake-up. Default 256.
-    public func subscribe(
+    ///   - prefetch: messages taken per wake-up. At least 1. Default 256.
+    /// - Throws: ``OpenQError/Code/invalidConfiguration`` for a prefetch below 1 or a bad
+    ///   backlog; ``OpenQError/Code/shutDown`` after shutdown or deletion.
+    public nonisolated(nonsending) func subscribe(
         startingAt start: StartPosition = .latest,
         backlog: BacklogLimit? = nil,
         prefetch: Int = 256
-    ) throws -> MessageStream<Payload> {
+    ) async throws -> MessageStream<Payload> {
         try validatePrefetch(prefetch)
         let configuration = SubscriptionConfiguration(acknowledgement: .automatic, start: start, backlog: backlog)
-        return MessageStream(handle: try .anonymous(on: storage, configuration: configuration), prefetch: prefetch)
+        let handle = try SubscriptionHandle.anonymous(on: storage, configuration: configuration)
+        return MessageStream(source: StreamSource(handle), prefetch: prefetch)
     }
 
     /// Creates the named subscription, or returns it if it exists with the same configuration.
@@ -107,20 +131,25 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// Consumers of one subscription compete: each message goes to one of them (a work queue).
     /// Every subscription of a topic receives every message (fan-out).
     /// - Throws: ``OpenQError/Code/subscriptionAlreadyExists`` when it exists with another
-    ///   configuration; ``OpenQError/Code/invalidName``; ``OpenQError/Code/invalidConfiguration``.
-    public func subscription(
+    ///   configuration; ``OpenQError/Code/invalidName``; ``OpenQError/Code/invalidConfiguration``;
+    ///   ``OpenQError/Code/shutDown`` after shutdown or deletion.
+    public nonisolated(nonsending) func subscription(
         _ name: String,
         acknowledgement: AcknowledgementMode = .manual,
         startingAt start: StartPosition = .latest,
         backlog: BacklogLimit? = nil
-    ) throws -> Subscription<Payload> {
-        try subscription(
+    ) async throws -> Subscription<Payload> {
+        try await subscription(
             name,
             configuration: SubscriptionConfiguration(acknowledgement: acknowledgement, start: start, backlog: backlog))
     }
 
     /// Creates the named subscription with a full configuration, or returns the existing one.
-    public func subscription(_ name: String, configuration: SubscriptionConfiguration) throws -> Subscription<Payload> {
+    /// - Throws: as ``subscription(_:acknowledgement:startingAt:backlog:)``.
+    public nonisolated(nonsending) func subscription(
+        _ name: String,
+        configuration: SubscriptionConfiguration
+    ) async throws -> Subscription<Payload> {
         try validateName(name, kind: "subscription")
         try configuration.validate()
         let id = try storage.ensureSubscription(name, configuration: configuration)
@@ -144,7 +173,7 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// Removes a named subscription: its waiting messages are purged (counted) and its consumers'
     /// sequences end. Deliveries in flight can no longer be settled.
     /// - Throws: ``OpenQError/Code/subscriptionNotFound``.
-    public func unsubscribe(_ name: String) throws {
+    public nonisolated(nonsending) func unsubscribe(_ name: String) async throws {
         let subscription = try existingSubscription(name)
         subscription.handle.remove()
     }
@@ -155,13 +184,20 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// messages.
     /// - Returns: the number of message copies removed from subscriptions.
     @discardableResult
-    public func purge() throws -> Int {
+    public nonisolated(nonsending) func purge() async throws -> Int {
         try storage.withState { state, now in state.purge(nil, now: now) }.get()
     }
 
     /// A snapshot of this topic's statistics.
     public func statistics() -> TopicStatistics {
         storage.statistics()
+    }
+}
+
+@usableFromInline
+func validateDelay(_ delay: Duration) throws(OpenQError) {
+    guard delay >= .zero else {
+        throw .invalidConfiguration("A publish delay must not be negative; it was \(delay).")
     }
 }
 

@@ -8,7 +8,7 @@ struct AcknowledgementTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+        let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
         try await topic.publish(1)
         let first = try #require(try await work.receive().first)
         #expect(first.attempt == 1)
@@ -26,23 +26,23 @@ struct AcknowledgementTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(5)))
+        let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(5)))
         try await topic.publish(1)
         _ = try await work.receive()  // taken and never acked (a crashed consumer)
         let waiting = Task {
-            for await delivery in work.deliveries() { return delivery.attempt }
+            for await delivery in try work.deliveries() { return delivery.attempt }
             return 0
         }
         try await eventually("the consumer to wait") { try work.statistics().consumers == 1 }
         clock.advance(by: .seconds(5))
-        #expect(try await withTimeout { await waiting.value } == 2)
+        #expect(try await withTimeout { try await waiting.value } == 2)
     }
 
     @Test func ack_afterTheTimeout_failsWithReceiptExpired_andTheNewDeliveryStillAcks() async throws {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
+        let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
         try await topic.publish(1)
         let slow = try #require(try await work.receive().first)
         clock.advance(by: .seconds(10))
@@ -59,7 +59,7 @@ struct AcknowledgementTests {
     @Test func batchAck_acknowledgesEveryDeliveryInOneCall() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        let work = try topic.subscription("w", acknowledgement: .manual)
+        let work = try await topic.subscription("w", acknowledgement: .manual)
         try await topic.publish(contentsOf: 1...50)
         let batch = try await work.receive(max: 50)
         #expect(batch.count == 50)
@@ -75,8 +75,8 @@ struct AcknowledgementTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
-        let other = try topic.subscription("other", acknowledgement: .manual)
+        let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
+        let other = try await topic.subscription("other", acknowledgement: .manual)
         try await topic.publish(1)
         let expiring = try #require(try await work.receive().first)
         clock.advance(by: .seconds(5))
@@ -107,7 +107,7 @@ struct AcknowledgementTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
+        let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
         try await topic.publish(1)
         let delivery = try #require(try await work.receive().first)
         clock.advance(by: .seconds(9))
@@ -122,7 +122,7 @@ struct AcknowledgementTests {
         let queue = makeQueue(clock: clock)
         let backoff = RetryBackoff.exponential(initial: .seconds(2), maximum: .seconds(60), multiplier: 2, jitter: 0)
         let topic = try await queue.createTopic("jobs", of: Int.self, configuration: .init(retryBackoff: backoff))
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(1)
         try await #require(try await work.receive().first).nack(error: "flaky")
         clock.advance(by: .milliseconds(1999))
@@ -140,7 +140,7 @@ struct AcknowledgementTests {
         let topic = try await queue.createTopic(
             "orders", of: Order.self,
             configuration: .init(deadLetter: .after(deliveries: 3), retryBackoff: .immediate))
-        let billing = try topic.subscription("billing")
+        let billing = try await topic.subscription("billing")
         try await topic.publish(Order(id: 9), headers: ["source": "api"])
         for attempt in 1...3 {
             let delivery = try #require(try await billing.receive().first)
@@ -167,7 +167,7 @@ struct AcknowledgementTests {
     @Test func reject_sendsTheMessageToTheDeadLetterTopicAtOnce() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("orders", of: Order.self)
-        let billing = try topic.subscription("billing")
+        let billing = try await topic.subscription("billing")
         try await topic.publish(Order(id: 1))
         try await #require(try await billing.receive().first).reject(reason: "malformed order")
         let deadLetters = try await queue.topic("orders.dlq", of: Order.self).existingSubscription("dead-letters")
@@ -180,7 +180,7 @@ struct AcknowledgementTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic("orders", of: Order.self)
         let alerts = try await queue.topic("orders.dlq", of: Order.self).subscribe()
-        let billing = try topic.subscription("billing")
+        let billing = try await topic.subscription("billing")
         try await topic.publish(Order(id: 5))
         try await #require(try await billing.receive().first).reject(reason: "no")
         #expect(try await collect(1, from: alerts).map(\.payload.id) == [5])
@@ -189,8 +189,8 @@ struct AcknowledgementTests {
     @Test func redrive_movesDeadLettersBackToTheirSubscription_withAFreshAttemptCount() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("orders", of: Order.self)
-        let billing = try topic.subscription("billing")
-        let shipping = try topic.subscription("shipping", acknowledgement: .automatic)
+        let billing = try await topic.subscription("billing")
+        let shipping = try await topic.subscription("shipping", acknowledgement: .automatic)
         try await topic.publish(contentsOf: [Order(id: 1), Order(id: 2)])
         for delivery in try await billing.receive(max: 10) { try await delivery.reject(reason: "bug") }
         #expect(try await shipping.receive(max: 10).count == 2)
@@ -210,10 +210,10 @@ struct AcknowledgementTests {
     @Test func redrive_keepsMessagesWhoseSourceSubscriptionIsGone() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("orders", of: Order.self)
-        let billing = try topic.subscription("billing")
+        let billing = try await topic.subscription("billing")
         try await topic.publish(Order(id: 1))
         try await #require(try await billing.receive().first).reject(reason: "bug")
-        try topic.unsubscribe("billing")
+        try await topic.unsubscribe("billing")
         #expect(try await queue.redrive(from: "orders.dlq") == 0)
         let deadLetters = try await queue.topic("orders.dlq", of: Order.self).existingSubscription("dead-letters")
         #expect(try deadLetters.statistics().depth == 1)
@@ -223,7 +223,7 @@ struct AcknowledgementTests {
     @Test func disabledDeadLetters_rejectDiscardsAndCounts() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("t", of: Int.self, configuration: .init(deadLetter: .disabled))
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(1)
         try await #require(try await work.receive().first).reject(reason: "bad")
         #expect(await queue.topicNames() == ["t"])
@@ -238,14 +238,14 @@ struct OverflowTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic(
             "b", of: Int.self, configuration: .init(capacity: 2, overflow: .suspend))
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(contentsOf: [1, 2])
         let blocked = Task { try await topic.publish(3) }
         try await eventually("the publisher to wait") { topic.statistics().suspendedPublishers == 1 }
         #expect(topic.statistics().published == 2, "the third publish must wait")
         let first = try #require(try await work.receive(max: 1).first)
         try await first.ack()
-        try await withTimeout { try await blocked.value }
+        _ = try await withTimeout { try await blocked.value }
         #expect(topic.statistics().published == 3)
         #expect(try await work.receive(max: 10).map(\.message.payload) == [2, 3])
     }
@@ -254,7 +254,7 @@ struct OverflowTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic(
             "b", of: Int.self, configuration: .init(capacity: 1, overflow: .suspend))
-        let stream = try topic.subscribe(prefetch: 1)
+        let stream = try await topic.subscribe(prefetch: 1)
         try await topic.publish(0)
         var publishers: [Task<Void, any Error>] = []
         for value in 1...5 {
@@ -270,7 +270,7 @@ struct OverflowTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic(
             "b", of: Int.self, configuration: .init(capacity: 1, overflow: .suspend))
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(1)
         let blocked = Task { try await topic.publish(2) }
         try await eventually("the publisher to wait") { topic.statistics().suspendedPublishers == 1 }
@@ -285,13 +285,13 @@ struct OverflowTests {
     @Test func reject_throwsTopicFull_andTheTopicKeepsWorking() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self, configuration: .init(capacity: 1, overflow: .reject))
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(1)
         let error = await #expect(throws: OpenQError.self) { try await topic.publish(2) }
         #expect(error?.code == .topicFull)
-        #expect(topic.tryPublish(3) == .rejected)
+        #expect(topic.tryPublish(3).outcome == .rejected)
         try await #require(try await work.receive().first).ack()
-        #expect(topic.tryPublish(4) == .enqueued)
+        #expect(topic.tryPublish(4).outcome == .enqueued)
         #expect(topic.statistics().rejected == 2)
         #expect(try await work.receive().map(\.message.payload) == [4])
     }
@@ -302,11 +302,11 @@ struct OverflowTests {
             "o", of: Int.self, configuration: .init(capacity: 3, overflow: .dropOldest))
         let newest = try await queue.createTopic(
             "n", of: Int.self, configuration: .init(capacity: 3, overflow: .dropNewest))
-        let o = try oldest.subscription("s")
-        let n = try newest.subscription("s")
+        let o = try await oldest.subscription("s")
+        let n = try await newest.subscription("s")
         for value in 1...10 {
-            #expect(oldest.tryPublish(value) == .enqueued)
-            #expect(newest.tryPublish(value) == (value <= 3 ? .enqueued : .dropped))
+            #expect(oldest.tryPublish(value).outcome == .enqueued)
+            #expect(newest.tryPublish(value).outcome == (value <= 3 ? .enqueued : .dropped))
         }
         #expect(try await o.receive(max: 10).map(\.message.payload) == [8, 9, 10])
         #expect(try await n.receive(max: 10).map(\.message.payload) == [1, 2, 3])
@@ -319,8 +319,9 @@ struct OverflowTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic(
             "b", of: Int.self, configuration: .init(capacity: 4, overflow: .suspend))
-        let fast = try topic.subscribe()
-        _ = try topic.subscription("slow", acknowledgement: .manual, backlog: .init(capacity: 2, overflow: .dropOldest))
+        let fast = try await topic.subscribe()
+        _ = try await topic.subscription(
+            "slow", acknowledgement: .manual, backlog: .init(capacity: 2, overflow: .dropOldest))
         let reader = Task { try await collect(100, from: fast).map(\.payload) }
         try await withTimeout {
             for value in 1...100 { try await topic.publish(value) }
@@ -334,8 +335,8 @@ struct OverflowTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic(
             "b", of: Int.self, configuration: .init(capacity: 4, overflow: .suspend))
-        _ = try topic.subscription("slow")
-        for value in 1...4 { #expect(topic.tryPublish(value) == .enqueued) }
-        #expect(topic.tryPublish(5) == .rejected, "the default bound applies to every subscription")
+        _ = try await topic.subscription("slow")
+        for value in 1...4 { #expect(topic.tryPublish(value).outcome == .enqueued) }
+        #expect(topic.tryPublish(5).outcome == .rejected, "the default bound applies to every subscription")
     }
 }

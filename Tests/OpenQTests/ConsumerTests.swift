@@ -34,7 +34,7 @@ struct ConsumerTests {
         let topic = try await queue.createTopic(
             "jobs", of: Int.self, configuration: .init(retryBackoff: .immediate))
         let recorder = Recorder()
-        let consumer = try topic.consume(
+        let consumer = try await topic.consume(
             subscription: "workers", with: RecordingHandler(recorder: recorder, failFirstAttemptOf: [3]), concurrency: 4
         )
         try await topic.publish(contentsOf: 1...10)
@@ -51,7 +51,7 @@ struct ConsumerTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic("jobs", of: Int.self)
         let gauge = ConcurrencyGauge()
-        let consumer = try topic.consume(subscription: "w", concurrency: 3) { _ in
+        let consumer = try await topic.consume(subscription: "w", concurrency: 3) { _ in
             await gauge.enter()
             try await Task.sleep(for: .milliseconds(2))
             await gauge.leave()
@@ -68,7 +68,7 @@ struct ConsumerTests {
         let topic = try await queue.createTopic("jobs", of: Int.self)
         let (release, releaseContinuation) = AsyncStream.makeStream(of: Void.self)
         let started = Recorder()
-        let consumer = try topic.consume(
+        let consumer = try await topic.consume(
             subscription: "w", acknowledgement: .afterHandling(visibilityTimeout: .seconds(10))
         ) { message in
             _ = await started.record(message.payload)
@@ -96,7 +96,7 @@ struct ConsumerTests {
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("jobs", of: Int.self)
         let started = Recorder()
-        let consumer = try topic.consume(
+        let consumer = try await topic.consume(
             subscription: "w",
             acknowledgement: .afterHandling(visibilityTimeout: .seconds(10)),
             with: ClosureHandler { message in
@@ -120,7 +120,7 @@ struct ConsumerTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic("jobs", of: Int.self)
         let recorder = Recorder()
-        let consumer = try topic.consume { message in _ = await recorder.record(message.payload) }
+        let consumer = try await topic.consume { message in _ = await recorder.record(message.payload) }
         try await topic.publish(1)
         try await eventually("handled") { await recorder.handled == [1] }
         #expect(topic.subscriptionNames == [consumer.subscription])
@@ -131,7 +131,7 @@ struct ConsumerTests {
     @Test func consumer_endsWhenTheBrokerShutsDown() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        let consumer = try topic.consume(subscription: "w") { _ in }
+        let consumer = try await topic.consume(subscription: "w") { _ in }
         try await topic.publish(1)
         _ = await queue.shutdown(gracePeriod: .seconds(5))
         try await withTimeout { await consumer.wait() }
@@ -140,7 +140,7 @@ struct ConsumerTests {
     @Test func consume_withInvalidConcurrency_fails() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        #expect(throws: OpenQError.self) { try topic.consume(concurrency: 0) { _ in } }
+        await #expect(throws: OpenQError.self) { try await topic.consume(concurrency: 0) { _ in } }
     }
 }
 
@@ -163,7 +163,8 @@ struct ConsumerStopTests {
             configuration: .init(
                 deadLetter: .after(deliveries: 3),
                 retryBackoff: .exponential(initial: .milliseconds(10), maximum: .milliseconds(80))))
-        let consumer = try topic.consume(subscription: "w", concurrency: 4) { _ in throw HandlerFailure(value: 0) }
+        let consumer = try await topic.consume(subscription: "w", concurrency: 4) { _ in throw HandlerFailure(value: 0)
+        }
         try await topic.publish(contentsOf: 1...50)
         try await eventually("dead letters") { topic.statistics().subscription("w")?.counters.deadLettered == 50 }
         try await withTimeout(5, "stop") { await consumer.stop() }

@@ -128,7 +128,8 @@ struct StateMachineEdgeTests {
         _ = machine.state.cancelPublisher(publisher)
         let request = PublishRequest(TypedRecord(payload: 2, headers: [:], priority: 0))
         do {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+            _ = try await withUnsafeThrowingContinuation {
+                (continuation: UnsafeContinuation<PublishReceipt, any Error>) in
                 machine.state.suspendPublisher(
                     publisher, requests: [request], continuation: continuation, now: machine.now
                 )

@@ -11,7 +11,7 @@ struct RedriveIdentityTests {
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic(
             "t", of: Int.self, configuration: .init(deadLetter: .after(deliveries: 1)))
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(contentsOf: [1, 2])
         clock.advance(by: .seconds(7))
         try await topic.publish(3, headers: ["k": "v"])
@@ -50,7 +50,7 @@ struct ImpossibleBatchTests {
     @Test func aBatchLargerThanCapacity_throwsAtOnce_evenBehindAWaitingPublisher() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self, configuration: .init(capacity: 10))
-        _ = try topic.subscription("w")
+        _ = try await topic.subscription("w")
         try await topic.publish(contentsOf: 0..<10)
         let waiting = Task { try await topic.publish(10) }
         try await eventually("the publisher to wait") { topic.statistics().suspendedPublishers == 1 }
@@ -73,8 +73,8 @@ struct ShutdownEdgeTests {
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic(
             "t", of: Int.self, configuration: .init(deadLetter: .after(deliveries: 1)))
-        _ = try topic.subscription("unread")
-        let work = try topic.subscription("w")
+        _ = try await topic.subscription("unread")
+        let work = try await topic.subscription("w")
         try await topic.publish(contentsOf: 1...3)
         let three = try await work.receive(max: 3)
         for delivery in three.dropLast() { try await delivery.ack() }
@@ -88,7 +88,7 @@ struct ShutdownEdgeTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("t", of: Int.self)
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(contentsOf: 1...20)
         let gate = AsyncGate()
         let consumed = LockedValueBox(0)
@@ -115,7 +115,7 @@ struct ShutdownEdgeTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("t", of: Int.self)
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(contentsOf: [1, 2])
         let acked = LockedValueBox<[Int]>([])
         let consumer = Task {
@@ -143,7 +143,7 @@ struct ShutdownEdgeTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("t", of: Int.self)
-        let work = try topic.subscription("w")
+        let work = try await topic.subscription("w")
         try await topic.publish(1)
         let delivery = try #require(try await work.receive().first)
         let probe = try await queue.createTopic("probe", of: Int.self)  // no subscriptions
@@ -189,7 +189,7 @@ struct ShutdownEdgeTests {
             for index in 0..<20 {
                 let topic = try await queue.createTopic(
                     "t\(index)", of: Int.self, configuration: .init(deadLetter: .after(deliveries: 1)))
-                pairs.append((topic, try topic.subscription("w")))
+                pairs.append((topic, try await topic.subscription("w")))
                 try await topic.publish(contentsOf: 0..<5)
             }
             var deliveries: [Delivery<Int>] = []
@@ -219,7 +219,7 @@ struct MetricsLifecycleTests {
         let queue = MessageQueue(
             configuration: .init(metricsInterval: nil, metricsFactory: metrics), clock: ManualClock())
         var topic = try await queue.createTopic("t", of: Int.self, configuration: .init(deadLetter: .disabled))
-        _ = try topic.subscription("w")
+        _ = try await topic.subscription("w")
         try await topic.publish(contentsOf: 1...5)
         await queue.exportMetrics()
         #expect(try metrics.expectCounter("openq_messages_published_total", [("topic", "t")]).totalValue == 5)
@@ -236,10 +236,10 @@ struct MetricsLifecycleTests {
         let queue = MessageQueue(
             configuration: .init(metricsInterval: nil, metricsFactory: metrics), clock: ManualClock())
         let topic = try await queue.createTopic("t", of: Int.self)
-        _ = try topic.subscription("w")
+        _ = try await topic.subscription("w")
         await queue.exportMetrics()
         _ = try metrics.expectGauge("openq_subscription_depth", [("topic", "t"), ("subscription", "w")])
-        try topic.unsubscribe("w")
+        try await topic.unsubscribe("w")
         await queue.exportMetrics()
         #expect(throws: (any Error).self) {
             try metrics.expectGauge("openq_subscription_depth", [("topic", "t"), ("subscription", "w")])

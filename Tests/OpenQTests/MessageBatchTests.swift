@@ -12,7 +12,7 @@ struct MessageBatchTests {
     @Test func aBatch_holdsEveryWaitingMessageInOrder_acrossPublishCalls() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         try await topic.publish(1)
         try await topic.publish(2, headers: ["single": "yes"])
         try await topic.publish(contentsOf: 3...6, headers: ["batch": "yes"])
@@ -33,7 +33,7 @@ struct MessageBatchTests {
     @Test func aBatchOfOneBatchPublish_readsItsMessagesByIndex() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: String.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         try await topic.publish(contentsOf: ["a", "b", "c"])
 
         let batch = try await firstBatch(of: stream)
@@ -48,7 +48,7 @@ struct MessageBatchTests {
     @Test func batches_holdAtMostPrefetchMessages_andLoseNone() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self)
-        let stream = try topic.subscribe(prefetch: 4)
+        let stream = try await topic.subscribe(prefetch: 4)
         try await topic.publish(contentsOf: 1...10)
 
         let batches = try await collect(3, from: stream.batches)
@@ -77,7 +77,7 @@ struct MessageBatchTests {
     @Test func aWaitingBatchReader_isWokenByAPublish() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         let reader = Task { try await firstBatch(of: stream).map(\.payload) }
         try await eventually("the reader to wait") { topic.statistics().subscriptions.first?.consumers == 1 }
         try await topic.publish(contentsOf: [5, 6])
@@ -87,7 +87,7 @@ struct MessageBatchTests {
     @Test func cancellingABatchReader_endsItsSequencePromptly() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         let reader = Task {
             var read = 0
             for await batch in stream.batches { read += batch.count }
@@ -105,7 +105,7 @@ struct MessageBatchTests {
     @Test func shutdown_endsABatchReader_afterItDrainedTheTopic() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self)
-        let stream = try topic.subscribe(prefetch: 2)
+        let stream = try await topic.subscribe(prefetch: 2)
         try await topic.publish(contentsOf: 1...5)
         let reader = Task {
             var read: [Int] = []
@@ -120,7 +120,7 @@ struct MessageBatchTests {
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic(
             "b", of: Order.self, configuration: .init(capacity: 64, overflow: .suspend))
-        let stream = try topic.subscribe(prefetch: 32)
+        let stream = try await topic.subscribe(prefetch: 32)
         let producers = 4
         let perProducer = 2_000
         let reader = Task {

@@ -81,12 +81,14 @@ struct MessageQueueTests {
     @Test func subscription_withInvalidConfiguration_failsAndTheTopicKeepsWorking() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("t", of: Int.self)
-        #expect(throws: OpenQError.self) {
-            try topic.subscription("s", acknowledgement: .manual(visibilityTimeout: .zero))
+        await #expect(throws: OpenQError.self) {
+            try await topic.subscription("s", acknowledgement: .manual(visibilityTimeout: .zero))
         }
-        #expect(throws: OpenQError.self) { try topic.subscription("s", backlog: .init(capacity: 0, overflow: .reject)) }
-        #expect(throws: OpenQError.self) { try topic.subscription("bad name") }
-        let subscription = try topic.subscription("s")
+        await #expect(throws: OpenQError.self) {
+            try await topic.subscription("s", backlog: .init(capacity: 0, overflow: .reject))
+        }
+        await #expect(throws: OpenQError.self) { try await topic.subscription("bad name") }
+        let subscription = try await topic.subscription("s")
         try await topic.publish(1)
         #expect(try await subscription.receive().map(\.message.payload) == [1])
     }
@@ -94,7 +96,7 @@ struct MessageQueueTests {
     @Test func deleteTopic_endsItsStreams_andPublishingThrowsShutDown() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("t", of: Int.self, configuration: .init(deadLetter: .disabled))
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         try await topic.publish(1)
         let statistics = try await queue.deleteTopic("t")
         #expect(statistics.published == 1)

@@ -7,7 +7,8 @@ struct PublishSubscribeTests {
     @Test func fanOut_everySubscriberGetsEveryMessage_inOrder() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("events", of: Int.self)
-        let streams = try (0..<5).map { _ in try topic.subscribe() }
+        var streams: [MessageStream<Int>] = []
+        for _ in 0..<5 { streams.append(try await topic.subscribe()) }
         try await topic.publish(contentsOf: 1...100)
         for stream in streams {
             #expect(try await collect(100, from: stream).map(\.payload) == Array(1...100))
@@ -18,7 +19,7 @@ struct PublishSubscribeTests {
         final class Tracked: Sendable {}
         let queue = makeQueue()
         let topic = try await queue.createTopic("events", of: Tracked.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         weak var first: Tracked?
         weak var second: Tracked?
         do {
@@ -38,8 +39,8 @@ struct PublishSubscribeTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic(
             "events", of: [Int].self, configuration: .init(retention: .count(10)))
-        let first = try topic.subscribe()
-        let second = try topic.subscribe()
+        let first = try await topic.subscribe()
+        let second = try await topic.subscribe()
         try await topic.publish([1, 2], headers: ["k": "v"], priority: 3)
 
         var changed = try #require(try await collect(1, from: first).first)
@@ -61,7 +62,7 @@ struct PublishSubscribeTests {
         let other = try #require(try await collect(1, from: second).first)
         #expect(other.payload == [1, 2])
         #expect(other.headers == ["k": "v"])
-        let replayed = try #require(try await collect(1, from: try topic.subscribe(startingAt: .earliest)).first)
+        let replayed = try #require(try await collect(1, from: try await topic.subscribe(startingAt: .earliest)).first)
         #expect(replayed.payload == [1, 2])
         #expect(replayed.headers == ["k": "v"])
         #expect(replayed.id == original.id)
@@ -71,7 +72,7 @@ struct PublishSubscribeTests {
         let queue = makeQueue()
         let topic = try await queue.createTopic("events", of: Int.self)
         try await topic.publish(1)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         try await topic.publish(2)
         #expect(try await collect(1, from: stream).map(\.payload) == [2])
     }
@@ -79,7 +80,7 @@ struct PublishSubscribeTests {
     @Test func subscriberWaiting_isWokenByAPublish() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("events", of: Int.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         let reader = Task { try await collect(3, from: stream).map(\.payload) }
         try await eventually("the reader to wait") { topic.statistics().consumers == 1 }
         for value in 1...3 { try await topic.publish(value, headers: ["n": "\(value)"]) }
@@ -89,12 +90,12 @@ struct PublishSubscribeTests {
     @Test func competingConsumers_splitTheWork_withNothingLostOrDuplicated() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("jobs", of: Int.self)
-        let work = try topic.subscription("workers", acknowledgement: .manual)
+        let work = try await topic.subscription("workers", acknowledgement: .manual)
         let total = 2_000
         let consumers = (0..<4).map { _ in
             Task {
                 var seen: [Int] = []
-                for await delivery in work.deliveries(prefetch: 8) {
+                for await delivery in try work.deliveries(prefetch: 8) {
                     seen.append(delivery.message.payload)
                     try await delivery.ack()
                     if delivery.message.payload < 0 { break }
@@ -120,7 +121,7 @@ struct PublishSubscribeTests {
     @Test func priorities_higherPriorityDeliveredFirst() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("p", of: String.self)
-        let subscription = try topic.subscription("s")
+        let subscription = try await topic.subscription("s")
         try await topic.publish("low", priority: 0)
         try await topic.publish("urgent", priority: 10)
         try await topic.publish("normal", priority: 5)
@@ -133,7 +134,7 @@ struct PublishSubscribeTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("d", of: Int.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         try await topic.publish(1, delay: .seconds(60))
         let reader = Task { try await collect(1, from: stream).map(\.payload) }
         try await eventually("the topic timer to sleep") { clock.sleeperCount >= 1 }
@@ -148,7 +149,7 @@ struct PublishSubscribeTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("q", of: Int.self)
-        let subscription = try topic.subscription("s")
+        let subscription = try await topic.subscription("s")
         let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(20)) }
         try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
         try await topic.publish(7)
@@ -160,7 +161,7 @@ struct PublishSubscribeTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("q", of: Int.self)
-        let subscription = try topic.subscription("s")
+        let subscription = try await topic.subscription("s")
         let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(20)) }
         try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
         clock.advance(by: .seconds(20))
@@ -172,7 +173,7 @@ struct PublishSubscribeTests {
     @Test func receive_withoutWaiting_returnsAtOnce() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("q", of: Int.self)
-        let subscription = try topic.subscription("s")
+        let subscription = try await topic.subscription("s")
         #expect(try await subscription.receive().isEmpty)
         await #expect(throws: OpenQError.self) { try await subscription.receive(max: 0) }
         await #expect(throws: OpenQError.self) { try await subscription.receive(waitingUpTo: .seconds(-1)) }
@@ -182,7 +183,7 @@ struct PublishSubscribeTests {
         let clock = ManualClock()
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic("q", of: Int.self)
-        let subscription = try topic.subscription("s")
+        let subscription = try await topic.subscription("s")
         let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(60)) }
         try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
         poll.cancel()
@@ -194,7 +195,7 @@ struct PublishSubscribeTests {
     @Test func producer_addsItsNameAndDefaultHeaders() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("orders", of: Order.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         let producer = try topic.producer("api", headers: ["region": "eu", "tier": "1"])
         try await producer.publish(Order(id: 1), headers: ["tier": "2"])
         let message = try #require(try await collect(1, from: stream).first)
@@ -205,7 +206,7 @@ struct PublishSubscribeTests {
     @Test func batchPublish_keepsOrderAndHeaders() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self)
-        let subscription = try topic.subscription("s")
+        let subscription = try await topic.subscription("s")
         try await topic.publish(contentsOf: [3, 1, 2], headers: ["batch": "yes"])
         let batch = try await subscription.receive(max: 10)
         #expect(batch.map(\.message.payload) == [3, 1, 2])
@@ -216,7 +217,7 @@ struct PublishSubscribeTests {
     @Test func batchMessage_isAValueToo_changingOneLeavesItsNeighbours() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self)
-        let stream = try topic.subscribe()
+        let stream = try await topic.subscribe()
         try await topic.publish(contentsOf: [10, 20, 30], headers: ["k": "v"])
         let messages = try await collect(3, from: stream)
         var changed = messages[1]
@@ -231,10 +232,10 @@ struct PublishSubscribeTests {
     @Test func automaticConsumer_endingInsideABatch_leavesTheRestForTheNextConsumer() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("b", of: Int.self)
-        let subscription = try topic.subscription("s", acknowledgement: .automatic)
+        let subscription = try await topic.subscription("s", acknowledgement: .automatic)
         try await topic.publish(contentsOf: 1...10)
         var seen: [Int] = []
-        for await delivery in subscription.deliveries(prefetch: 10) {
+        for await delivery in try subscription.deliveries(prefetch: 10) {
             seen.append(delivery.message.payload)
             if seen.count == 3 { break }  // took all 10 in one run, handed out 3
         }

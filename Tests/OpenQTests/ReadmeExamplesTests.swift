@@ -14,6 +14,15 @@ struct AuditLog: MessageHandler {
     }
 }
 
+struct Fulfilment: DeliveryHandler {
+    func handle(_ delivery: Delivery<OrderPlaced>) async throws {
+        guard delivery.message.payload.id > 0 else {
+            return try await delivery.reject(reason: "no such order")  // straight to orders.dlq
+        }
+        print("fulfil", delivery.message.payload.id, "attempt", delivery.attempt)
+    }
+}
+
 @Suite("README examples")
 struct ReadmeExamplesTests {
     @Test func quickStart() async throws {
@@ -23,11 +32,11 @@ struct ReadmeExamplesTests {
             configuration: .init(capacity: 10_000, overflow: .suspend, deadLetter: .after(deliveries: 5)))
 
         // Fan-out: every subscriber gets every message (automatic acknowledgement).
-        let updates = try orders.subscribe()
+        let updates = try await orders.subscribe()
         let printer = Task { for await message in updates { print("update", message.payload.id) } }
 
         // The fastest way through a topic: read a subscriber's messages a batch at a time.
-        let ledger = try orders.subscribe(prefetch: 1_024)
+        let ledger = try await orders.subscribe(prefetch: 1_024)
         let ledgerReader = Task {
             var read: [Int] = []
             for await batch in ledger.batches {
@@ -38,9 +47,10 @@ struct ReadmeExamplesTests {
         }
 
         // Work queue: consumers of "billing" compete; manual acks with a visibility timeout.
-        let billing = try orders.subscription("billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+        let billing = try await orders.subscription(
+            "billing", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
         let worker = Task {
-            for await delivery in billing.deliveries() {
+            for await delivery in try billing.deliveries() {
                 do {
                     try await charge(delivery.message.payload)
                     try await delivery.ack()
@@ -51,12 +61,17 @@ struct ReadmeExamplesTests {
         }
 
         // A MessageHandler run by a Consumer: ack after handling, nack when it throws.
-        let audit = try orders.consume(subscription: "audit", with: AuditLog(), concurrency: 4)
+        let audit = try await orders.consume(subscription: "audit", with: AuditLog(), concurrency: 4)
+
+        // A DeliveryHandler sees the delivery: its attempt, and reject / nack / extendVisibility.
+        let fulfilment = try await orders.consume(subscription: "fulfilment", with: Fulfilment())
 
         // A subscription receives what is published after it exists.
-        let reports = try orders.subscription("reports")
+        let reports = try await orders.subscription("reports")
 
-        try await orders.publish(OrderPlaced(id: 1), headers: ["source": "api"])
+        // publish returns a receipt: the message's id and sequence number, and what full subscriptions dropped.
+        let receipt = try await orders.publish(OrderPlaced(id: 1), headers: ["source": "api"])
+        print("published", receipt.messageID, "as", receipt.sequenceNumber)
         try await orders.publish(contentsOf: (2...10).map(OrderPlaced.init))
 
         // Long-polling pull, as SQS ReceiveMessage, and one acknowledgement for the whole batch.
@@ -68,7 +83,8 @@ struct ReadmeExamplesTests {
         print(await queue.statistics())
         let report = await queue.shutdown(gracePeriod: .seconds(5))
         print("unacknowledged:", report.unacknowledged)
-        _ = await (printer.value, worker.result, audit.wait())
+        _ = await (printer.value, worker.result, audit.wait(), fulfilment.wait())
+        #expect(receipt.sequenceNumber == 1)
         #expect(await ledgerReader.value == Array(1...10), "the batch reader saw every message once, in order")
 
         #expect(report.unacknowledged == 0 && report.undelivered == 0)
@@ -76,13 +92,14 @@ struct ReadmeExamplesTests {
         #expect(report.statistics.topic("orders")?.subscription("billing")?.counters.acked == 10)
         #expect(batch.count == 10 && failed.isEmpty)
         #expect(report.statistics.topic("orders")?.subscription("reports")?.counters.acked == 10)
+        #expect(report.statistics.topic("orders")?.subscription("fulfilment")?.counters.acked == 10)
     }
 
     @Test func errors() async throws {
         let queue = MessageQueue()
         let orders = try await queue.createTopic(
             "orders", of: OrderPlaced.self, configuration: .init(capacity: 1, overflow: .reject))
-        _ = try orders.subscription("billing")
+        _ = try await orders.subscription("billing")
         try await orders.publish(OrderPlaced(id: 1))
         do {
             try await orders.publish(OrderPlaced(id: 2))

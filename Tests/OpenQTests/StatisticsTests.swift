@@ -10,7 +10,7 @@ struct StatisticsTests {
         let queue = makeQueue(clock: clock)
         let topic = try await queue.createTopic(
             "orders", of: Int.self, configuration: .init(deadLetter: .after(deliveries: 2), retryBackoff: .immediate))
-        let work = try topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
+        let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
         try await topic.publish(contentsOf: 1...5)
         clock.advance(by: .seconds(3))
         let batch = try await work.receive(max: 3)
@@ -53,7 +53,7 @@ struct StatisticsTests {
         let queue = MessageQueue(
             configuration: .init(metricsInterval: nil, metricsFactory: metrics), clock: ManualClock())
         let topic = try await queue.createTopic("orders", of: Int.self)
-        let work = try topic.subscription("billing")
+        let work = try await topic.subscription("billing")
         try await topic.publish(contentsOf: 1...3)
         try await #require(try await work.receive().first).ack()
         await queue.exportMetrics()
@@ -80,9 +80,9 @@ struct ReplayTests {
         try await topic.publish(contentsOf: 1...3)
         clock.advance(by: .seconds(60))
         try await topic.publish(contentsOf: 4...5)
-        let earliest = try topic.subscribe(startingAt: .earliest)
-        let fromSequence = try topic.subscription("seq", startingAt: .sequenceNumber(3))
-        let fromTime = try topic.subscribe(
+        let earliest = try await topic.subscribe(startingAt: .earliest)
+        let fromSequence = try await topic.subscription("seq", startingAt: .sequenceNumber(3))
+        let fromTime = try await topic.subscribe(
             startingAt: .time(
                 try await topic.subscription("probe", startingAt: .earliest).receive(max: 5)[3].message.publishedAt))
         #expect(try await collect(5, from: earliest).map(\.payload) == [1, 2, 3, 4, 5])
@@ -94,21 +94,21 @@ struct ReplayTests {
     @Test func seek_replaysAgain() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("r", of: Int.self, configuration: .init(retention: .count(10)))
-        let subscription = try topic.subscription("s", acknowledgement: .automatic)
+        let subscription = try await topic.subscription("s", acknowledgement: .automatic)
         try await topic.publish(contentsOf: 1...3)
         #expect(try await subscription.receive(max: 10).count == 3)
-        #expect(try subscription.seek(to: .earliest) == 3)
+        #expect(try await subscription.seek(to: .earliest) == 3)
         #expect(try await subscription.receive(max: 10).map(\.message.payload) == [1, 2, 3])
     }
 
     @Test func purge_reportsHowManyItRemoved() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("p", of: Int.self)
-        let a = try topic.subscription("a")
-        _ = try topic.subscription("b")
+        let a = try await topic.subscription("a")
+        _ = try await topic.subscription("b")
         try await topic.publish(contentsOf: 1...4)
-        #expect(try a.purge() == 4)
-        #expect(try topic.purge() == 4, "b still held four")
+        #expect(try await a.purge() == 4)
+        #expect(try await topic.purge() == 4, "b still held four")
         #expect(topic.statistics().totals.purged == 8)
         try await topic.publish(5)
         #expect(try await a.receive().map(\.message.payload) == [5])

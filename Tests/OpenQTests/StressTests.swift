@@ -43,8 +43,9 @@ struct StressTests {
                     retryBackoff: .exponential(initial: .microseconds(100), maximum: .milliseconds(2))
                 ))
             topics[name] = topic
-            work[name] = try topic.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(120)))
-            _ = try topic.subscription("scratch", backlog: .init(capacity: 100_000, overflow: .dropNewest))
+            work[name] = try await topic.subscription(
+                "work", acknowledgement: .manual(visibilityTimeout: .seconds(120)))
+            _ = try await topic.subscription("scratch", backlog: .init(capacity: 100_000, overflow: .dropNewest))
         }
         let ledger = Ledger()
         let perProducer = 1_500
@@ -54,10 +55,10 @@ struct StressTests {
             let consumers = LockedValueBox<[(topic: Int, task: Task<Void, Never>)]>([])
             @Sendable func startConsumer(_ index: Int, topic: Int) {
                 let name = Self.topicNames[topic]
-                let subscription = work[name]!
+                let deliveries = try! work[name]!.deliveries(prefetch: 1 + index % 8)
                 let task = Task {
                     var random = SplitMix64(seed: UInt64(index) &* 7919)
-                    for await delivery in subscription.deliveries(prefetch: 1 + index % 8) {
+                    for await delivery in deliveries {
                         let roll = random.next() % 100
                         do {
                             switch roll {
@@ -103,7 +104,7 @@ struct StressTests {
                     let victim = consumers.withLock { $0.remove(at: Int(random.next() % UInt64($0.count))) }
                     victim.task.cancel()
                     startConsumer(8 + round, topic: victim.topic)
-                    if round % 10 == 0 { _ = try? topics["beta"]!.existingSubscription("scratch").purge() }
+                    if round % 10 == 0 { _ = try? await topics["beta"]!.existingSubscription("scratch").purge() }
                 }
             }
             for producer in producers { try await producer.value }

@@ -23,7 +23,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("PublishThenStreamAutomaticAck") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
-        let stream = try topic.subscribe(prefetch: 256)
+        let stream = try await topic.subscribe(prefetch: 256)
         var iterator = stream.makeAsyncIterator()
         benchmark.startMeasurement()
         for number in benchmark.scaledIterations {
@@ -38,7 +38,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("BatchPublish256ThenStream") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
-        let stream = try topic.subscribe(prefetch: 256)
+        let stream = try await topic.subscribe(prefetch: 256)
         var iterator = stream.makeAsyncIterator()
         let batch = (0..<256).map { Payload(number: $0, label: "order") }
         benchmark.startMeasurement()
@@ -54,7 +54,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("BatchPublish256ThenBatches") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
-        let stream = try topic.subscribe(prefetch: 256)
+        let stream = try await topic.subscribe(prefetch: 256)
         var batches = stream.batches.makeAsyncIterator()
         let batch = (0..<256).map { Payload(number: $0, label: "order") }
         let total = benchmark.scaledIterations.count / 256 * 256
@@ -73,7 +73,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("PublishReceive100AckManual") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
-        let subscription = try topic.subscription("work", acknowledgement: .manual)
+        let subscription = try await topic.subscription("work", acknowledgement: .manual)
         benchmark.startMeasurement()
         for number in benchmark.scaledIterations {
             try await topic.publish(Payload(number: number, label: "order"))
@@ -87,7 +87,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("FanOutTo16Subscriptions") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
-        let streams = try (0..<16).map { _ in try topic.subscribe(prefetch: 256) }
+        let streams = try (0..<16).map { _ in try await topic.subscribe(prefetch: 256) }
         var iterators = streams.map { $0.makeAsyncIterator() }
         benchmark.startMeasurement()
         for number in benchmark.scaledIterations {

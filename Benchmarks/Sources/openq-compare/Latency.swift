@@ -32,7 +32,7 @@ enum Latency {
     /// OpenQ: one producer publishing at `rate` messages per second (nil: as fast as it can).
     static func openQ(count: Int, rate: Int?) async throws -> LatencyResult {
         let topic = try await benchQueue().createTopic("latency", of: Payload.self, configuration: unboundedEnough)
-        let stream = try topic.subscribe(prefetch: 256)
+        let stream = try await topic.subscribe(prefetch: 256)
         let consumer = Task {
             var samples: [Int] = []
             samples.reserveCapacity(count)

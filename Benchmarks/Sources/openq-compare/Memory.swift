@@ -18,7 +18,7 @@ enum Memory {
         case "openq":
             let topic = try await benchQueue().createTopic(
                 "memory", of: Payload.self, configuration: .init(capacity: count, deadLetter: .disabled))
-            let subscription = try topic.subscription("held", acknowledgement: .manual)
+            let subscription = try await topic.subscription("held", acknowledgement: .manual)
             for first in stride(from: 0, to: count, by: 1_000) {
                 try await topic.publish(contentsOf: (first..<min(first + 1_000, count)).map(Payload.init))
             }
@@ -26,7 +26,7 @@ enum Memory {
         case "openq-single":
             let topic = try await benchQueue().createTopic(
                 "memory", of: Payload.self, configuration: .init(capacity: count, deadLetter: .disabled))
-            let subscription = try topic.subscription("held", acknowledgement: .manual)
+            let subscription = try await topic.subscription("held", acknowledgement: .manual)
             for number in 0..<count { try await topic.publish(Payload(number)) }
             keepAlive = [topic, subscription]
         case "asyncstream":

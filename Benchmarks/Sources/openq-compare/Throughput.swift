@@ -105,7 +105,7 @@ enum OneToOne {
 
     static let openQ: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-        let consumer = read(count, from: try topic.subscribe(prefetch: 256))
+        let consumer = read(count, from: try await topic.subscribe(prefetch: 256))
         let start = ContinuousClock.now
         for number in 0..<count { try await topic.publish(Payload(number)) }
         await consumer.value
@@ -122,7 +122,7 @@ enum OneToOne {
     ) -> Run {
         { count in
             let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-            let consumer = reader(count, try topic.subscribe(prefetch: 256))
+            let consumer = reader(count, try await topic.subscribe(prefetch: 256))
             let start = ContinuousClock.now
             for first in stride(from: 0, to: count, by: 256) {
                 try await topic.publish(contentsOf: (first..<min(first + 256, count)).map(Payload.init))
@@ -228,7 +228,7 @@ enum SingleTask {
     static let openQ: Run = { count in
         let topic = try await benchQueue().createTopic(
             "bench", of: Payload.self, configuration: .init(capacity: count, deadLetter: .disabled))
-        let stream = try topic.subscribe(prefetch: 256)
+        let stream = try await topic.subscribe(prefetch: 256)
         var iterator = stream.makeAsyncIterator()
         let start = ContinuousClock.now
         for number in 0..<count { try await topic.publish(Payload(number)) }
@@ -257,7 +257,7 @@ enum FanOut {
 
     static let openQ: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-        let streams = try (0..<width).map { _ in try topic.subscribe(prefetch: 256) }
+        let streams = try (0..<width).map { _ in try await topic.subscribe(prefetch: 256) }
         let consumers = streams.map { read(count, from: $0) }
         let start = ContinuousClock.now
         for number in 0..<count { try await topic.publish(Payload(number)) }
@@ -283,11 +283,11 @@ enum WorkQueue {
     /// 4 producers → 4 competing consumers on one subscription, manual acks.
     static let openQ: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-        let subscription = try topic.subscription("work", acknowledgement: .manual)
+        let subscription = try await topic.subscription("work", acknowledgement: .manual)
         let countdown = Countdown(count)
         let consumers = (0..<4).map { _ in
             Task {
-                for await delivery in subscription.deliveries(prefetch: 64) {
+                for await delivery in try subscription.deliveries(prefetch: 64) {
                     try? await delivery.ack()
                     countdown.add()
                 }
@@ -316,7 +316,7 @@ enum AtLeastOnce {
     static func openQ(batch: Int, batchAck: Bool) -> Run {
         { count in
             let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-            let subscription = try topic.subscription("work", acknowledgement: .manual)
+            let subscription = try await topic.subscription("work", acknowledgement: .manual)
             let start = ContinuousClock.now
             let producer = Task {
                 for number in 0..<count { try await topic.publish(Payload(number)) }
@@ -344,7 +344,7 @@ enum Redelivery {
         let topic = try await benchQueue().createTopic(
             "bench", of: Payload.self,
             configuration: .init(capacity: count, deadLetter: .disabled, retryBackoff: .immediate))
-        let subscription = try topic.subscription("work", acknowledgement: .manual)
+        let subscription = try await topic.subscription("work", acknowledgement: .manual)
         try await topic.publish(contentsOf: (0..<count).map(Payload.init))
         let start = ContinuousClock.now
         var deliveries = 0
@@ -369,7 +369,7 @@ enum Redelivery {
         let topic = try await queue.createTopic(
             "bench", of: Payload.self,
             configuration: .init(capacity: count, deadLetter: .after(deliveries: 1, capacity: count)))
-        let subscription = try topic.subscription("work", acknowledgement: .manual)
+        let subscription = try await topic.subscription("work", acknowledgement: .manual)
         try await topic.publish(contentsOf: (0..<count).map(Payload.init))
         let start = ContinuousClock.now
         var rejected = 0
@@ -394,7 +394,7 @@ enum Scale {
         let perTopic = max(count / topicCount, 1)
         for index in 0..<topicCount {
             let topic = try await queue.createTopic("t\(index)", of: Payload.self, configuration: unboundedEnough)
-            consumers.append(read(perTopic, from: try topic.subscribe(prefetch: 64)))
+            consumers.append(read(perTopic, from: try await topic.subscribe(prefetch: 64)))
             topics.append(topic)
         }
         let start = ContinuousClock.now
@@ -427,7 +427,7 @@ enum Scale {
             var consumers: [Task<Void, Never>] = []
             for index in 0..<producers {
                 let topic = try await queue.createTopic("p\(index)", of: Payload.self, configuration: unboundedEnough)
-                consumers.append(read(perProducer, from: try topic.subscribe(prefetch: 256)))
+                consumers.append(read(perProducer, from: try await topic.subscribe(prefetch: 256)))
                 topics.append(topic)
             }
             let start = ContinuousClock.now

@@ -10,10 +10,19 @@ final class SubscriptionHandle: Sendable {
     @usableFromInline let id: SubscriptionID
     let removeWhenReleased: Bool
 
-    init(storage: TopicStorage, id: SubscriptionID, removeWhenReleased: Bool) {
+    /// The configuration the subscription was created with (kept for a stream's next iteration).
+    let configuration: SubscriptionConfiguration
+
+    init(
+        storage: TopicStorage,
+        id: SubscriptionID,
+        removeWhenReleased: Bool,
+        configuration: SubscriptionConfiguration = .init()
+    ) {
         self.storage = storage
         self.id = id
         self.removeWhenReleased = removeWhenReleased
+        self.configuration = configuration
     }
 
     deinit {
@@ -29,7 +38,7 @@ final class SubscriptionHandle: Sendable {
         let id = try storage.withState { state, now in
             (state.addSubscription(name: name, configuration: configuration, isAnonymous: true, now: now), Effects())
         }.get()
-        return SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true)
+        return SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true, configuration: configuration)
     }
 
     /// The subscription's name, or `nil` once it was removed.
@@ -107,6 +116,42 @@ final class SubscriptionHandle: Sendable {
             } onCancel: {
                 storage.withState { state, _ in ((), state.cancelWaiter(id, waiter: waiter)) }
             }
+        }
+    }
+}
+
+/// Where a ``MessageStream``'s iterations get their anonymous subscription: the one created by
+/// `subscribe()` while it lives, a fresh one (at the latest message) once an iteration ended it.
+@usableFromInline
+final class StreamSource: Sendable {
+    private let handle: LockedValueBox<SubscriptionHandle>
+
+    init(_ handle: SubscriptionHandle) {
+        self.handle = LockedValueBox(handle)
+    }
+
+    /// The subscription of the latest iteration (or of `subscribe()`).
+    var current: SubscriptionHandle { handle.withLock { $0 } }
+
+    /// The subscription a new iteration reads: the current one while it exists, otherwise a new
+    /// one with the same configuration starting at the latest message. When the topic no longer
+    /// accepts subscriptions, the ended one (the iteration then ends at once).
+    ///
+    /// Runs under this source's lock, so that iterations started together share one subscription.
+    /// Lock order: this lock, then the topic's (nothing takes them the other way round).
+    @usableFromInline
+    func handleForIteration() -> SubscriptionHandle {
+        handle.withLock { handle in
+            let storage = handle.storage
+            let id = handle.id
+            guard storage.state.withLock({ $0.subscription(id) == nil }) else { return handle }
+            var configuration = handle.configuration
+            configuration.start = .latest
+            guard let fresh = try? SubscriptionHandle.anonymous(on: storage, configuration: configuration) else {
+                return handle
+            }
+            handle = fresh
+            return fresh
         }
     }
 }

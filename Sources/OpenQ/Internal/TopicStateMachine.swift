@@ -21,7 +21,7 @@ typealias ConsumerID = UInt64
 /// `epoch` converts it to the wall-clock `Date` stamped on messages.
 struct TopicStateMachine {
     typealias Continuation = UnsafeContinuation<WakeResult, Never>
-    typealias PublisherContinuation = UnsafeContinuation<Void, any Error>
+    typealias PublisherContinuation = UnsafeContinuation<PublishReceipt, any Error>
 
     // MARK: Nested types
 
@@ -118,6 +118,8 @@ struct TopicStateMachine {
             case visibility(SubscriptionID, tags: Range<UInt64>)
             case scheduled(SubscriptionID, key: UInt64)
             case poll(SubscriptionID, waiter: UInt64)
+            /// A publisher parked by a full subscription has waited long enough to be reported.
+            case parkedPublisher(UInt64)
         }
 
         var at: Duration
@@ -168,6 +170,8 @@ struct TopicStateMachine {
     private(set) var subscriptions: [Subscription] = []
     private var nextSubscriptionID: SubscriptionID = 1
     private var nextSequence: UInt64 = 1
+    /// The sequence number the next published message gets.
+    var nextSequenceNumber: UInt64 { nextSequence }
     private var nextWaiterID: UInt64 = 1
     private var nextConsumerID: ConsumerID = 1
     private var nextPublisherID: UInt64 = 1
@@ -189,11 +193,26 @@ struct TopicStateMachine {
     /// Counters of removed subscriptions, so topic totals still add up.
     private var removedCounters = SubscriptionCounters()
 
-    init(topic: String, configuration: TopicConfiguration, epoch: Date, seed: UInt64) {
+    /// After how long a publisher parked by a full subscription is reported (a warning, at most
+    /// one per topic per this interval); `nil` for never.
+    let parkedPublisherWarning: Duration?
+    private var lastParkedWarning: Duration?
+    /// Who waits for a subscription to drain (``Subscription/waitUntilDrained()``).
+    private(set) var drainWaiters: [UInt64: DrainWaiter] = [:]
+    private var cancelledDrainWaiters: Set<UInt64> = []
+
+    init(
+        topic: String,
+        configuration: TopicConfiguration,
+        epoch: Date,
+        seed: UInt64,
+        parkedPublisherWarning: Duration? = nil
+    ) {
         self.topic = topic
         self.configuration = configuration
         self.epoch = epoch
         self.random = SplitMix64(seed: seed)
+        self.parkedPublisherWarning = parkedPublisherWarning
     }
 
     func date(at time: Duration) -> Date { epoch.addingTimeInterval(time.seconds) }
@@ -320,8 +339,8 @@ struct TopicStateMachine {
     mutating func tryPublish(_ request: PublishRequest, now: Duration) -> (PublishResult, Effects) {
         let (decision, effects) = publish(CollectionOfOne(request), now: now)
         switch decision {
-        case .accepted(let result):
-            return (result, effects)
+        case .accepted(let receipt):
+            return (receipt.droppedNew > 0 ? .dropped(receipt) : .enqueued(receipt), effects)
         case .mustWait(let id):
             pendingPublishers[id] = nil
             counters.rejected += Self.messageCount(CollectionOfOne(request))
@@ -355,16 +374,45 @@ struct TopicStateMachine {
         let reservation = pendingPublishers.removeValue(forKey: id) ?? .cancelled
         // Shutdown wins over cancellation: a publisher racing shutdown learns that it was shut down.
         guard isOpen else {
-            effects.resumePublisher(continuation, with: OpenQError.shutDown("Topic '\(topic)'"))
+            effects.resumePublisher(continuation, with: .failure(OpenQError.shutDown("Topic '\(topic)'")))
             return effects
         }
         if case .cancelled = reservation {
-            effects.resumePublisher(continuation, with: CancellationError())
+            effects.resumePublisher(continuation, with: .failure(CancellationError()))
             return effects
         }
         blockedPublishers.append(BlockedPublisher(id: id, requests: requests, continuation: continuation))
         serveBlockedPublishers(now: now, effects: &effects)
+        if let parkedPublisherWarning, blockedPublishers.contains(where: { $0.id == id }) {
+            pushDeadline(at: now + parkedPublisherWarning, .parkedPublisher(id), effects: &effects)
+        }
         return effects
+    }
+
+    /// A parked publisher's warning is due: reports it, naming the full subscription, unless the
+    /// publisher went on meanwhile or the topic warned less than one interval ago; while it stays
+    /// parked, it is looked at again every interval.
+    private mutating func warnAboutParkedPublisher(_ id: UInt64, now: Duration, effects: inout Effects) {
+        guard let interval = parkedPublisherWarning,
+            let publisher = blockedPublishers.first(where: { $0.id == id })
+        else { return }
+        // Still parked: look again one interval from now (a warning per interval while it waits).
+        pushDeadline(at: now + interval, .parkedPublisher(id), effects: &effects)
+        if let last = lastParkedWarning, now - last < interval { return }
+        lastParkedWarning = now
+        let count = Self.messageCount(publisher.requests)
+        let full = subscriptions.first { $0.overflow == .suspend && $0.backlog + count > $0.capacity }
+        effects.warnings.append(
+            ParkedPublisherWarning(
+                topic: topic,
+                subscription: full?.name ?? "?",
+                depth: full?.backlog ?? 0,
+                capacity: full?.capacity ?? 0,
+                consumers: full.map { $0.consumers.count + $0.waiters.count } ?? 0,
+                parkedPublishers: blockedPublishers.count,
+                waited: interval
+            )
+        )
     }
 
     mutating func cancelPublisher(_ id: UInt64) -> Effects {
@@ -373,7 +421,7 @@ struct TopicStateMachine {
             pendingPublishers[id] = .cancelled
         } else if let index = blockedPublishers.firstIndex(where: { $0.id == id }) {
             let publisher = blockedPublishers.remove(at: index)
-            effects.resumePublisher(publisher.continuation, with: CancellationError())
+            effects.resumePublisher(publisher.continuation, with: .failure(CancellationError()))
         }
         return effects
     }
@@ -426,12 +474,12 @@ struct TopicStateMachine {
                 return
             case .fits:
                 blockedPublishers.removeFirst()
-                _ = commit(first.requests, now: now, effects: &effects)
-                effects.resumePublisher(first.continuation, with: nil)
+                let receipt = commit(first.requests, now: now, effects: &effects)
+                effects.resumePublisher(first.continuation, with: .success(receipt))
             case .reject(let error):
                 blockedPublishers.removeFirst()
                 counters.rejected += count
-                effects.resumePublisher(first.continuation, with: error)
+                effects.resumePublisher(first.continuation, with: .failure(error))
             }
         }
     }
@@ -442,13 +490,15 @@ struct TopicStateMachine {
         _ requests: Requests,
         now: Duration,
         effects: inout Effects
-    ) -> PublishResult {
+    ) -> PublishReceipt {
         // Publish times follow sequence numbers: `now` was read before the lock, so a publisher
         // that read the clock earlier may commit later; it gets the latest time stamped so far.
         lastPublishTime = Swift.max(lastPublishTime, now)
         let publishedAt = date(at: lastPublishTime)
-        var nextID = MessageID.allocate(count: Self.messageCount(requests))
-        var result = PublishResult.enqueued
+        let total = Self.messageCount(requests)
+        var nextID = MessageID.allocate(count: total)
+        var receipt = PublishReceipt(
+            firstID: MessageID(rawValue: nextID), firstSequenceNumber: nextSequence, count: total)
         for request in requests {
             let record = request.record
             let count = record.count
@@ -465,58 +515,57 @@ struct TopicStateMachine {
             }
             let run = MessageRun(record, 0..<count)
             for index in subscriptions.indices {
-                if !route(run, into: index, delay: request.delay, now: now, effects: &effects) {
-                    result = .dropped
-                }
+                route(run, into: index, delay: request.delay, now: now, receipt: &receipt, effects: &effects)
             }
         }
         for index in subscriptions.indices where !subscriptions[index].waiters.isEmpty {
             serveWaiters(index, now: now, effects: &effects)
         }
-        return result
+        return receipt
     }
 
     /// Puts one request's messages into one subscription's backlog: as one run when they all fit
-    /// and are visible now (the common case), otherwise message by message.
-    /// - Returns: false when a new message was dropped.
+    /// and are visible now (the common case), otherwise message by message. Drops are counted in
+    /// `receipt`.
     private mutating func route(
         _ run: MessageRun,
         into index: Int,
         delay: Duration,
         now: Duration,
+        receipt: inout PublishReceipt,
         effects: inout Effects
-    ) -> Bool {
+    ) {
         if delay == .zero, subscriptions[index].backlog + run.count <= subscriptions[index].capacity {
             subscriptions[index].counters.routed += run.count
             subscriptions[index].ready.append(run)
-            return true
+            return
         }
         let visibleAt = delay > .zero ? now + delay : nil
-        var kept = true
         for message in run.messages {
             let pending = Pending(stored: message, attempts: 0, lastError: nil)
-            if !route(pending, into: index, visibleAt: visibleAt, now: now, effects: &effects) { kept = false }
+            route(pending, into: index, visibleAt: visibleAt, now: now, receipt: &receipt, effects: &effects)
         }
-        return kept
     }
 
     /// Puts one message into one subscription's backlog, applying its overflow policy.
-    /// - Returns: false when the new message was dropped.
     private mutating func route(
         _ pending: Pending,
         into index: Int,
         visibleAt: Duration?,
         now: Duration,
+        receipt: inout PublishReceipt,
         effects: inout Effects
-    ) -> Bool {
+    ) {
         subscriptions[index].counters.routed += 1
         if subscriptions[index].backlog >= subscriptions[index].capacity {
             switch subscriptions[index].overflow {
             case .dropOldest where subscriptions[index].ready.popLeastUrgent() != nil:
                 subscriptions[index].counters.dropped += 1
+                receipt.droppedOlder += 1
             case .dropOldest, .dropNewest:
                 subscriptions[index].counters.dropped += 1
-                return false
+                receipt.droppedNew += 1
+                return
             case .suspend, .reject:
                 // Evaluated before commit; reaching a full backlog here only happens for replays
                 // and redrives, which are allowed past the bound.
@@ -528,7 +577,6 @@ struct TopicStateMachine {
         } else {
             subscriptions[index].ready.append(pending.stored)
         }
-        return true
     }
 
     private mutating func schedule(
@@ -667,7 +715,9 @@ struct TopicStateMachine {
 
     /// A consumer ended (cancelled, finished, or its iterator was dropped). Its in-flight
     /// deliveries become visible again at once; those it never handed to user code (`unhanded`)
-    /// get their attempt back. An anonymous subscription ends with its consumer.
+    /// get their attempt back. An anonymous subscription ends with its consumer, so that a stream
+    /// kept after its iteration ended never holds back publishers (iterating it again subscribes
+    /// afresh: ``StreamSource``).
     mutating func consumerEnded(
         _ id: SubscriptionID,
         consumer: ConsumerID,
@@ -1051,6 +1101,8 @@ struct TopicStateMachine {
             return subscription(id)?.scheduled[key] != nil
         case .poll(let id, let waiter):
             return subscription(id)?.waiters.contains { $0.id == waiter } ?? false
+        case .parkedPublisher(let id):
+            return blockedPublishers.contains { $0.id == id }
         }
     }
 
@@ -1092,6 +1144,8 @@ struct TopicStateMachine {
                 else { continue }
                 let removed = subscriptions[index].waiters.remove(at: position)
                 effects.resume(removed.continuation, with: .timedOut)
+            case .parkedPublisher(let id):
+                warnAboutParkedPublisher(id, now: now, effects: &effects)
             }
         }
     }
@@ -1202,7 +1256,7 @@ struct TopicStateMachine {
 
     private mutating func failBlockedPublishers(effects: inout Effects) {
         while let publisher = blockedPublishers.popFirst() {
-            effects.resumePublisher(publisher.continuation, with: OpenQError.shutDown("Topic '\(topic)'"))
+            effects.resumePublisher(publisher.continuation, with: .failure(OpenQError.shutDown("Topic '\(topic)'")))
         }
         // Reserved publishers fail in their second phase, which checks the lifecycle first.
     }
@@ -1279,6 +1333,66 @@ struct TopicStateMachine {
         return effects
     }
 
+    // MARK: Waiting for a subscription to drain
+
+    /// One caller of ``Subscription/waitUntilDrained()``.
+    struct DrainWaiter {
+        var subscription: SubscriptionID
+        var continuation: UnsafeContinuation<Result<Void, OpenQError>, Never>
+    }
+
+    /// Whether a subscription holds nothing: nothing waiting, delayed or in flight.
+    func isDrained(_ id: SubscriptionID) -> Bool {
+        guard let subscription = subscription(id) else { return false }
+        return subscription.backlog == 0
+    }
+
+    /// Registers a drain waiter; returns the result to resume it with at once, or `nil` when it was
+    /// stored. A waiter cancelled before it got here is resumed with `nil`'s caller-side meaning:
+    /// the caller checks cancellation itself.
+    mutating func addDrainWaiter(
+        _ waiter: UInt64,
+        subscription id: SubscriptionID,
+        continuation: UnsafeContinuation<Result<Void, OpenQError>, Never>
+    ) -> Result<Void, OpenQError>? {
+        if cancelledDrainWaiters.remove(waiter) != nil { return .success(()) }
+        guard index(of: id) != nil else { return .failure(subscriptionGone(id)) }
+        if isDrained(id) { return .success(()) }
+        if isFinished { return .failure(.shutDown("Topic '\(topic)'")) }
+        drainWaiters[waiter] = DrainWaiter(subscription: id, continuation: continuation)
+        return nil
+    }
+
+    /// A drain waiter was cancelled: hands back its continuation, or remembers the cancellation.
+    mutating func cancelDrainWaiter(_ waiter: UInt64) -> UnsafeContinuation<Result<Void, OpenQError>, Never>? {
+        if let stored = drainWaiters.removeValue(forKey: waiter) { return stored.continuation }
+        cancelledDrainWaiters.insert(waiter)
+        return nil
+    }
+
+    /// Hands back the drain waiters whose wait is over (their subscription drained, was removed,
+    /// or the topic finished), with how it ended. Called after every event while any waits.
+    mutating func takeFinishedDrainWaiters() -> [(
+        UnsafeContinuation<Result<Void, OpenQError>, Never>, Result<Void, OpenQError>
+    )] {
+        var done: [(UnsafeContinuation<Result<Void, OpenQError>, Never>, Result<Void, OpenQError>)] = []
+        for (key, waiter) in drainWaiters {
+            let result: Result<Void, OpenQError>
+            if index(of: waiter.subscription) == nil {
+                result = .failure(subscriptionGone(waiter.subscription))
+            } else if isDrained(waiter.subscription) {
+                result = .success(())
+            } else if isFinished {
+                result = .failure(.shutDown("Topic '\(topic)'"))
+            } else {
+                continue
+            }
+            drainWaiters[key] = nil
+            done.append((waiter.continuation, result))
+        }
+        return done
+    }
+
     // MARK: Statistics
 
     func statistics(now: Duration) -> TopicStatistics {
@@ -1332,22 +1446,8 @@ struct PublishRequest: Sendable {
     }
 }
 
-/// What ``Topic/tryPublish(_:headers:priority:)`` did with a message.
-public enum PublishResult: Hashable, Sendable {
-    /// Enqueued for every subscription (a `dropOldest` subscription may have dropped an older
-    /// message to make room).
-    case enqueued
-    /// Accepted, but dropped by at least one full subscription whose policy is `dropNewest` (or
-    /// `dropOldest` with nothing waiting to drop).
-    case dropped
-    /// Not accepted: the topic is full and its policy is `reject` or `suspend`.
-    case rejected
-    /// Not accepted for another reason, such as shutdown.
-    case failed(OpenQError)
-}
-
 enum PublishDecision {
-    case accepted(PublishResult)
+    case accepted(PublishReceipt)
     /// Wait for room with this publisher id (second phase: `suspendPublisher`).
     case mustWait(UInt64)
     case failed(OpenQError)
@@ -1418,14 +1518,17 @@ struct Effects {
     /// common case, and this keeps that path free of an array allocation.
     private var firstResumption: (UnsafeContinuation<WakeResult, Never>, WakeResult)?
     private var moreResumptions: [(UnsafeContinuation<WakeResult, Never>, WakeResult)] = []
-    var publishers: [(UnsafeContinuation<Void, any Error>, (any Error)?)] = []
+    var publishers: [(UnsafeContinuation<PublishReceipt, any Error>, Result<PublishReceipt, any Error>)] = []
     var deadLetters: [StoredMessage] = []
     var armTimer: TimerRequest?
     /// Shutdown waiters to resume (a draining topic that finished).
     var idleWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// Warnings to log.
+    var warnings: [ParkedPublisherWarning] = []
 
     var isEmpty: Bool {
         firstResumption == nil && publishers.isEmpty && deadLetters.isEmpty && armTimer == nil && idleWaiters.isEmpty
+            && warnings.isEmpty
     }
 
     mutating func resume(
@@ -1438,8 +1541,11 @@ struct Effects {
         }
     }
 
-    mutating func resumePublisher(_ continuation: UnsafeContinuation<Void, any Error>, with error: (any Error)?) {
-        publishers.append((continuation, error))
+    mutating func resumePublisher(
+        _ continuation: UnsafeContinuation<PublishReceipt, any Error>,
+        with result: Result<PublishReceipt, any Error>
+    ) {
+        publishers.append((continuation, result))
     }
 
     /// Resumes every continuation. Call only after the lock is released.
@@ -1448,11 +1554,20 @@ struct Effects {
             first.0.resume(returning: first.1)
             for resumption in moreResumptions { resumption.0.resume(returning: resumption.1) }
         }
-        for (continuation, error) in publishers {
-            if let error { continuation.resume(throwing: error) } else { continuation.resume() }
-        }
+        for (continuation, result) in publishers { continuation.resume(with: result) }
         for waiter in idleWaiters { waiter.resume() }
     }
+}
+
+/// What a topic logs when a publisher has waited `waited` for room in a full subscription.
+struct ParkedPublisherWarning: Hashable, Sendable {
+    var topic: String
+    var subscription: String
+    var depth: Int
+    var capacity: Int
+    var consumers: Int
+    var parkedPublishers: Int
+    var waited: Duration
 }
 
 /// A small, seedable generator for backoff jitter, so tests are deterministic; the demo uses it

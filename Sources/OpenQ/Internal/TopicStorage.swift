@@ -43,7 +43,8 @@ final class TopicStorage: Sendable {
         clock: BrokerClock,
         logger: Logger,
         deadLetterTarget: TopicStorage?,
-        seed: UInt64 = .random(in: .min ... .max)
+        seed: UInt64 = .random(in: .min ... .max),
+        parkedPublisherWarning: Duration? = nil
     ) {
         self.name = name
         self.payloadType = payloadType
@@ -56,7 +57,8 @@ final class TopicStorage: Sendable {
                 topic: name,
                 configuration: configuration,
                 epoch: clock.epoch,
-                seed: seed
+                seed: seed,
+                parkedPublisherWarning: parkedPublisherWarning
             )
         )
     }
@@ -65,21 +67,26 @@ final class TopicStorage: Sendable {
     @inline(__always)
     func withState<Result>(_ body: (inout StateMachine, Duration) -> (Result, Effects)) -> Result {
         let now = clock.now()
-        let (result, effects, idle) = state.withLock { state in
+        let (result, effects, idle, drained) = state.withLock { state in
             let (result, effects) = body(&state, now)
-            // Only a shutting-down topic has idle waiters; the open path pays one comparison.
+            // Only a shutting-down topic has idle waiters, and only a topic someone waits on to
+            // drain has drain waiters: the common path pays two comparisons.
             let idle = state.isOpen ? [] : state.takeIdleWaitersIfIdle()
-            return (result, effects, idle)
+            let drained = state.drainWaiters.isEmpty ? [] : state.takeFinishedDrainWaiters()
+            return (result, effects, idle, drained)
         }
         if !effects.isEmpty { perform(effects) }
         for waiter in idle { waiter.resume() }
+        for (continuation, outcome) in drained { continuation.resume(returning: outcome) }
         return result
     }
 
     func perform(_ effects: consuming Effects) {
         let deadLetters = effects.deadLetters
         let timerRequest = effects.armTimer
+        let warnings = effects.warnings
         effects.resumeAll()
+        for warning in warnings { log(warning) }
         if !deadLetters.isEmpty { forwardDeadLetters(deadLetters) }
         if let timerRequest { arm(timerRequest) }
     }
@@ -89,10 +96,18 @@ final class TopicStorage: Sendable {
     /// Publishes one request (one message, or a batch atomically); waits for room for all of it
     /// under `suspend`.
     @usableFromInline
-    nonisolated(nonsending) func publish(_ request: PublishRequest) async throws {
+    nonisolated(nonsending) func publish(_ request: PublishRequest) async throws -> PublishReceipt {
         let decision = withState { state, now in state.publish(CollectionOfOne(request), now: now) }
         publishes.add(UInt64(request.record.count), ordering: .relaxed)
-        try await settle(decision) { [request] }
+        return try await settle(decision) { [request] }
+    }
+
+    /// The receipt of publishing nothing (an empty batch): the next sequence number, count 0.
+    @usableFromInline
+    func emptyReceipt() -> PublishReceipt {
+        state.withLock { state in
+            PublishReceipt(firstID: .unassigned, firstSequenceNumber: state.nextSequenceNumber, count: 0)
+        }
     }
 
     @usableFromInline
@@ -103,16 +118,17 @@ final class TopicStorage: Sendable {
     private nonisolated(nonsending) func settle(
         _ decision: PublishDecision,
         requests: () -> [PublishRequest]
-    ) async throws {
+    ) async throws -> PublishReceipt {
         switch decision {
-        case .accepted:
-            return
+        case .accepted(let receipt):
+            return receipt
         case .failed(let error):
             throw error
         case .mustWait(let id):
             let requests = requests()
-            try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+            return try await withTaskCancellationHandler {
+                try await withUnsafeThrowingContinuation {
+                    (continuation: UnsafeContinuation<PublishReceipt, any Error>) in
                     withState { state, now in
                         ((), state.suspendPublisher(id, requests: requests, continuation: continuation, now: now))
                     }
@@ -156,6 +172,32 @@ final class TopicStorage: Sendable {
     func statistics() -> TopicStatistics {
         let now = clock.now()
         return state.withLock { $0.statistics(now: now) }
+    }
+
+    private func log(_ warning: ParkedPublisherWarning) {
+        logger.warning(
+            "A publisher has waited \(warning.waited) for room in a full subscription",
+            metadata: [
+                "topic": "\(warning.topic)", "subscription": "\(warning.subscription)",
+                "depth": "\(warning.depth)", "capacity": "\(warning.capacity)",
+                "consumers": "\(warning.consumers)", "parkedPublishers": "\(warning.parkedPublishers)",
+            ]
+        )
+    }
+
+    /// Waits until the subscription holds nothing (see ``Subscription/waitUntilDrained()``).
+    func waitUntilDrained(_ id: SubscriptionID) async throws {
+        let waiter = MessageID.allocate()
+        let result = await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, OpenQError>, Never>) in
+                let now = state.withLock { $0.addDrainWaiter(waiter, subscription: id, continuation: continuation) }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            state.withLock { $0.cancelDrainWaiter(waiter) }?.resume(returning: .success(()))
+        }
+        try Task.checkCancellation()
+        try result.get()
     }
 
     // MARK: Timer

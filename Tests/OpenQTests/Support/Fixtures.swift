@@ -34,3 +34,27 @@ extension SubscriptionStatistics {
             + scheduled + inFlight
     }
 }
+
+extension PublishResult {
+    /// What happened, without the receipt, for comparisons in tests.
+    enum Outcome: Hashable {
+        case enqueued, dropped, rejected, failed
+    }
+
+    var outcome: Outcome {
+        switch self {
+        case .enqueued: .enqueued
+        case .dropped: .dropped
+        case .rejected: .rejected
+        case .failed: .failed
+        }
+    }
+}
+
+extension PublishDecision {
+    /// The accepted publish's outcome: dropped when a full subscription dropped a new copy.
+    var accepted: PublishResult.Outcome? {
+        guard case .accepted(let receipt) = self else { return nil }
+        return receipt.droppedNew > 0 ? .dropped : .enqueued
+    }
+}
