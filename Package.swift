@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 let package = Package(
@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15), .iOS(.v18), .tvOS(.v18), .watchOS(.v11)],
     products: [
         .library(name: "OpenQ", targets: ["OpenQ"]),
+        // A manual clock for tests of code built on OpenQ.
+        .library(name: "OpenQTesting", targets: ["OpenQTesting"]),
         .executable(name: "openq-demo", targets: ["openq-demo"]),
     ],
     dependencies: [
@@ -24,6 +26,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
+        ),
+        .target(
+            name: "OpenQTesting",
+            dependencies: ["OpenQ"]
         ),
         .target(
             name: "OpenQDemoKit",
@@ -49,6 +55,8 @@ let package = Package(
             name: "OpenQTests",
             dependencies: [
                 "OpenQ",
+                "OpenQTesting",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),

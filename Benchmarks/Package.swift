@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 // OpenQ's benchmarks: a package of their own, so the root package never builds benchmark code.

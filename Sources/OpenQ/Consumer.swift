@@ -140,46 +140,47 @@ extension Topic {
     /// - Throws: ``OpenQError/Code/invalidConfiguration`` for a concurrency below 1 or a
     ///   non-positive `maxLease`; the errors of ``subscription(_:acknowledgement:startingAt:backlog:)``.
     public nonisolated(nonsending) func consume<Handler: MessageHandler<Payload>>(
-        subscription name: String? = nil,
+        subscription: String? = nil,
         acknowledgement: AcknowledgementMode = .afterHandling,
         with handler: Handler,
         concurrency: Int = 1,
         maxLease: Duration = .seconds(600)
     ) async throws -> Consumer<Payload> {
         try await startConsumer(
-            subscription: name, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
+            subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
         ) { delivery in
             try await handler.handle(delivery.message)
         }
     }
 
     /// Starts a ``Consumer`` that runs a ``DeliveryHandler`` for each delivery of a subscription:
-    /// the handler sees the attempt and can reject, nack or extend the delivery itself. See
-    /// ``consume(subscription:acknowledgement:with:concurrency:maxLease:)-(_,_,MessageHandler,_,_)``.
+    /// the handler sees the attempt and can reject, nack or extend the delivery itself. The
+    /// parameters are those of the ``MessageHandler`` form.
     public nonisolated(nonsending) func consume<Handler: DeliveryHandler<Payload>>(
-        subscription name: String? = nil,
+        subscription: String? = nil,
         acknowledgement: AcknowledgementMode = .afterHandling,
         with handler: Handler,
         concurrency: Int = 1,
         maxLease: Duration = .seconds(600)
     ) async throws -> Consumer<Payload> {
         try await startConsumer(
-            subscription: name, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
+            subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
         ) { delivery in
             try await handler.handle(delivery)
         }
     }
 
-    /// Starts a ``Consumer`` running a closure; see
-    /// ``consume(subscription:acknowledgement:with:concurrency:maxLease:)-(_,_,MessageHandler,_,_)``.
+    /// Starts a ``Consumer`` running a closure for each message; the parameters are those of the
+    /// ``MessageHandler`` form (leases are extended up to 10 minutes).
     public nonisolated(nonsending) func consume(
-        subscription name: String? = nil,
+        subscription: String? = nil,
         acknowledgement: AcknowledgementMode = .afterHandling,
         concurrency: Int = 1,
         _ body: @escaping @Sendable (Message<Payload>) async throws -> Void
     ) async throws -> Consumer<Payload> {
         try await startConsumer(
-            subscription: name, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: .seconds(600)
+            subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency,
+            maxLease: .seconds(600)
         ) { delivery in
             try await body(delivery.message)
         }

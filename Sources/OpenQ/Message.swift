@@ -15,8 +15,10 @@ public struct MessageID: Hashable, Sendable, Comparable, CustomStringConvertible
     /// Wraps a raw value, as read back from ``description`` or a dead-letter header.
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 
+    /// A readable description.
     public var description: String { String(rawValue) }
 
+    /// Orders by value.
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 
     private static let next = Atomic<UInt64>(1)

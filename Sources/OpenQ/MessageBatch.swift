@@ -17,7 +17,9 @@ import DequeModule
 /// Reading a batch costs no lock, no `await` and no allocation per message: it is the fastest way
 /// through a topic, for consumers that keep up with batch publishers.
 public struct MessageBatch<Payload: Sendable>: RandomAccessCollection, Sendable {
+    /// The element type.
     public typealias Element = Message<Payload>
+    /// Positions in the batch.
     public typealias Index = Int
 
     /// The batch's messages as runs of the records they were published in.
@@ -50,9 +52,12 @@ public struct MessageBatch<Payload: Sendable>: RandomAccessCollection, Sendable 
         self.count = count
     }
 
+    /// The position of the first message.
     @inlinable public var startIndex: Int { 0 }
+    /// The position after the last message.
     @inlinable public var endIndex: Int { count }
 
+    /// The message at `position`.
     @inlinable
     public subscript(position: Int) -> Message<Payload> {
         precondition(position >= 0 && position < count, "MessageBatch index \(position) out of range 0..<\(count)")
@@ -71,6 +76,7 @@ public struct MessageBatch<Payload: Sendable>: RandomAccessCollection, Sendable 
         return Message(run.record, index: Int(run.start) + position - runStarts[low])
     }
 
+    /// Iterates the batch's messages in order.
     @inlinable
     public func makeIterator() -> Iterator { Iterator(runs: runs.makeIterator()) }
 
@@ -84,6 +90,7 @@ public struct MessageBatch<Payload: Sendable>: RandomAccessCollection, Sendable 
         @inlinable
         init(runs: Deque<MessageRun>.Iterator) { self.runs = runs }
 
+        /// The next element, or `nil` once the iteration ended.
         @inlinable
         public mutating func next() -> Message<Payload>? {
             while position == end {
@@ -104,7 +111,9 @@ public struct MessageBatch<Payload: Sendable>: RandomAccessCollection, Sendable 
 /// Iterating it makes one consumer of the stream's subscription, as iterating the stream does; the
 /// sequence ends as the stream's does. Cancellation is checked before each batch is taken.
 public struct MessageBatches<Payload: Sendable>: AsyncSequence, Sendable {
+    /// The element type.
     public typealias Element = MessageBatch<Payload>
+    /// Iteration never throws.
     public typealias Failure = Never
 
     @usableFromInline let stream: MessageStream<Payload>
@@ -112,6 +121,7 @@ public struct MessageBatches<Payload: Sendable>: AsyncSequence, Sendable {
     @inlinable
     init(stream: MessageStream<Payload>) { self.stream = stream }
 
+    /// Starts an iteration (one consumer).
     @inlinable
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(cursor: ConsumerCursor(handle: stream.source.handleForIteration(), prefetch: stream.prefetch))
@@ -124,11 +134,13 @@ public struct MessageBatches<Payload: Sendable>: AsyncSequence, Sendable {
         @inlinable
         init(cursor: ConsumerCursor) { self.cursor = cursor }
 
+        /// The next element, or `nil` once the iteration ended.
         @inlinable
         public mutating func next() async -> MessageBatch<Payload>? {
             await next(isolation: nil)
         }
 
+        /// The next element, or `nil` once the iteration ended, on the caller's actor.
         @inlinable
         public mutating func next(isolation actor: isolated (any Actor)?) async -> MessageBatch<Payload>? {
             guard let batch = await cursor.nextBatch(isolation: actor) else { return nil }

@@ -60,6 +60,7 @@ public struct ClosureHandler<Payload: Sendable>: MessageHandler {
         self.body = body
     }
 
+    /// Calls the closure.
     public func handle(_ message: Message<Payload>) async throws {
         try await body(message)
     }

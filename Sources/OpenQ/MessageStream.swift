@@ -23,7 +23,9 @@
 /// For readers that keep up with batch publishers, ``batches`` reads the same messages a batch
 /// at a time, without an `await` per message.
 public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
+    /// The element type.
     public typealias Element = Message<Payload>
+    /// Iteration never throws.
     public typealias Failure = Never
 
     @usableFromInline let source: StreamSource
@@ -38,6 +40,7 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
         self.prefetch = prefetch
     }
 
+    /// Starts an iteration (one consumer).
     @inlinable
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(cursor: ConsumerCursor(handle: source.handleForIteration(), prefetch: prefetch))
@@ -50,11 +53,13 @@ public struct MessageStream<Payload: Sendable>: AsyncSequence, Sendable {
         @inlinable
         init(cursor: ConsumerCursor) { self.cursor = cursor }
 
+        /// The next element, or `nil` once the iteration ended.
         @inlinable
         public mutating func next() async -> Message<Payload>? {
             await next(isolation: nil)
         }
 
+        /// The next element, or `nil` once the iteration ended, on the caller's actor.
         @inlinable
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Message<Payload>? {
             // A buffered message is handed out by a plain call; only a refill is `async`.
@@ -75,13 +80,16 @@ extension MessageStream.AsyncIterator: Sendable {}
 /// already took), the subscription is removed or the broker shuts down; deliveries the consumer
 /// still holds unacknowledged then become visible again at once.
 public struct DeliverySequence<Payload: Sendable>: AsyncSequence, Sendable {
+    /// The element type.
     public typealias Element = Delivery<Payload>
+    /// Iteration never throws.
     public typealias Failure = Never
 
     let handle: SubscriptionHandle
     let name: String
     let prefetch: Int
 
+    /// Starts an iteration (one consumer).
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(cursor: ConsumerCursor(handle: handle, prefetch: prefetch), name: name)
     }
@@ -91,10 +99,12 @@ public struct DeliverySequence<Payload: Sendable>: AsyncSequence, Sendable {
         let cursor: ConsumerCursor
         let name: String
 
+        /// The next element, or `nil` once the iteration ended.
         public mutating func next() async -> Delivery<Payload>? {
             await next(isolation: nil)
         }
 
+        /// The next element, or `nil` once the iteration ended, on the caller's actor.
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery<Payload>? {
             if let handed = cursor.nextBuffered() { return Delivery(handed, handle: cursor.handle, subscription: name) }
             guard let handed = await cursor.next(isolation: actor) else { return nil }

@@ -59,6 +59,7 @@ public struct OpenQError: Error, Hashable, Sendable, CustomStringConvertible {
         /// A configuration value is out of range: a zero or negative capacity, timeout or attempt count.
         public static let invalidConfiguration = Self(.invalidConfiguration)
 
+        /// A readable description.
         public var description: String { "\(value)" }
     }
 
@@ -78,6 +79,7 @@ public struct OpenQError: Error, Hashable, Sendable, CustomStringConvertible {
         self.line = line
     }
 
+    /// A readable description.
     public var description: String { "OpenQError.\(code): \(message)" }
 }
 

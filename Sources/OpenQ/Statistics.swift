@@ -28,6 +28,7 @@ public struct SubscriptionCounters: Hashable, Sendable {
     /// Messages removed by purge, seek, or removal of the subscription.
     public var purged = 0
 
+    /// Counters at zero.
     public init() {}
 
     mutating func add(_ other: Self) {

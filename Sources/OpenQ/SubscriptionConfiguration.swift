@@ -47,6 +47,7 @@ public struct AcknowledgementMode: Hashable, Sendable, CustomStringConvertible {
 
     var tracksDeliveries: Bool { kind != .automatic }
 
+    /// A readable description.
     public var description: String {
         switch kind {
         case .automatic: "automatic"

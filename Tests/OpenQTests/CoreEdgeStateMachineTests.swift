@@ -1,4 +1,5 @@
 import Foundation
+import OpenQTesting
 import Testing
 
 @testable import OpenQ
@@ -103,9 +104,9 @@ struct StateMachineEdgeTests {
             return
         }
         _ = machine.state.finish()
-        _ = machine.state.cancelWaiter(id, waiter: waiter)  // the shutdown also cancelled the task
+        _ = machine.state.receiveCancelled(id, waiter: waiter)  // the shutdown also cancelled the task
         let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<WakeResult, Never>) in
-            let effects = machine.state.suspend(
+            let effects = machine.state.receiveSuspended(
                 id, waiter: waiter, consumer: nil, max: 1, pollDeadline: nil, continuation: continuation,
                 now: machine.now)
             effects.resumeAll()
@@ -125,12 +126,12 @@ struct StateMachineEdgeTests {
             return
         }
         _ = machine.state.beginShutdown(deadline: machine.now + .seconds(1))
-        _ = machine.state.cancelPublisher(publisher)
+        _ = machine.state.publishCancelled(publisher)
         let request = PublishRequest(TypedRecord(payload: 2, headers: [:], priority: 0))
         do {
             _ = try await withUnsafeThrowingContinuation {
                 (continuation: UnsafeContinuation<PublishReceipt, any Error>) in
-                machine.state.suspendPublisher(
+                machine.state.publishSuspended(
                     publisher, requests: [request], continuation: continuation, now: machine.now
                 )
                 .resumeAll()

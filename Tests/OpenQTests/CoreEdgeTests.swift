@@ -1,5 +1,6 @@
 import Foundation
 import MetricsTestKit
+import OpenQTesting
 import Testing
 
 @testable import OpenQ

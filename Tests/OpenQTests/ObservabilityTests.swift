@@ -1,4 +1,5 @@
 import Logging
+import OpenQTesting
 import Testing
 
 @testable import OpenQ

@@ -1,4 +1,5 @@
 import OpenQ  // not @testable: README examples may use public API only
+import OpenQTesting
 import Testing
 
 // The code of README.md's quick start, kept compiling and passing here.
@@ -93,6 +94,19 @@ struct ReadmeExamplesTests {
         #expect(batch.count == 10 && failed.isEmpty)
         #expect(report.statistics.topic("orders")?.subscription("reports")?.counters.acked == 10)
         #expect(report.statistics.topic("orders")?.subscription("fulfilment")?.counters.acked == 10)
+    }
+
+    @Test func testingWithAManualClock() async throws {
+        let clock = ManualClock()
+        let queue = MessageQueue(clock: clock)
+        let jobs = try await queue.createTopic("jobs", of: Int.self)
+        let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+        try await jobs.publish(1)
+        _ = try await work.receive()  // taken, never acknowledged
+        clock.advance(by: .seconds(30))  // the visibility timeout passes at once
+        let again = try await work.receive(waitingUpTo: .seconds(1))
+        #expect(again.first?.attempt == 2)
+        _ = await queue.shutdown(gracePeriod: .zero)
     }
 
     @Test func errors() async throws {

@@ -1,4 +1,5 @@
 import MetricsTestKit
+import OpenQTesting
 import Testing
 
 @testable import OpenQ

@@ -1,4 +1,5 @@
 import Foundation
+import OpenQTesting
 import Testing
 
 @testable import OpenQ

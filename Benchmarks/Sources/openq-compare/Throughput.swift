@@ -257,7 +257,8 @@ enum FanOut {
 
     static let openQ: Run = { count in
         let topic = try await benchQueue().createTopic("bench", of: Payload.self, configuration: unboundedEnough)
-        let streams = try (0..<width).map { _ in try await topic.subscribe(prefetch: 256) }
+        var streams: [MessageStream<Payload>] = []
+        for _ in 0..<width { streams.append(try await topic.subscribe(prefetch: 256)) }
         let consumers = streams.map { read(count, from: $0) }
         let start = ContinuousClock.now
         for number in 0..<count { try await topic.publish(Payload(number)) }

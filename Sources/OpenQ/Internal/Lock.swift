@@ -23,7 +23,7 @@
 /// blocking, because a producer and a consumer of one topic meet on this lock all the time and a
 /// futex sleep and wake-up costs microseconds of kernel time each. Debug builds (the ones
 /// ThreadSanitizer checks) use a plain error-checking mutex.
-package struct LockedValueBox<Value>: @unchecked Sendable {
+package struct LockedValueBox<Value> {
     private let storage: LockStorage<Value>
 
     package init(_ value: Value) {
@@ -37,6 +37,10 @@ package struct LockedValueBox<Value>: @unchecked Sendable {
         try storage.withLockedValue(body)
     }
 }
+
+/// Sendable only when its value is (as swift-nio's `NIOLockedValueBox`): the lock makes access
+/// exclusive, but a non-Sendable value handed out of `withLock` could still be shared.
+extension LockedValueBox: @unchecked Sendable where Value: Sendable {}
 
 private final class LockStorage<Value>: ManagedBuffer<Value, pthread_mutex_t> {
     static func create(value: Value) -> LockStorage<Value> {

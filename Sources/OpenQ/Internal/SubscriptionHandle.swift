@@ -101,7 +101,7 @@ final class SubscriptionHandle: Sendable {
             return await withTaskCancellationHandler {
                 await withUnsafeContinuation(isolation: isolation) { continuation in
                     storage.withState { state, now in
-                        let effects = state.suspend(
+                        let effects = state.receiveSuspended(
                             id,
                             waiter: waiter,
                             consumer: consumer,
@@ -114,7 +114,7 @@ final class SubscriptionHandle: Sendable {
                     }
                 }
             } onCancel: {
-                storage.withState { state, _ in ((), state.cancelWaiter(id, waiter: waiter)) }
+                storage.withState { state, _ in ((), state.receiveCancelled(id, waiter: waiter)) }
             }
         }
     }

@@ -130,11 +130,11 @@ final class TopicStorage: Sendable {
                 try await withUnsafeThrowingContinuation {
                     (continuation: UnsafeContinuation<PublishReceipt, any Error>) in
                     withState { state, now in
-                        ((), state.suspendPublisher(id, requests: requests, continuation: continuation, now: now))
+                        ((), state.publishSuspended(id, requests: requests, continuation: continuation, now: now))
                     }
                 }
             } onCancel: {
-                withState { state, _ in ((), state.cancelPublisher(id)) }
+                withState { state, _ in ((), state.publishCancelled(id)) }
             }
         }
     }

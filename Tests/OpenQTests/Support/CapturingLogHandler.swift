@@ -1,4 +1,5 @@
 import Logging
+import OpenQTesting
 
 @testable import OpenQ
 

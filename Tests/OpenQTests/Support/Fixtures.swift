@@ -1,3 +1,5 @@
+import OpenQTesting
+
 @testable import OpenQ
 
 struct Order: Sendable, Hashable, Codable {

@@ -1,3 +1,4 @@
+import OpenQTesting
 import Testing
 
 @testable import OpenQ

@@ -1,0 +1,158 @@
+import DequeModule
+import HeapModule
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+// The values the state machine hands back to ``TopicStorage``: what an event decided
+// (`PublishDecision`, `ReceiveDecision`, `WakeResult`) and what to do once the lock is released
+// (`Effects`). Never resume a continuation, log or call user code while holding the topic's lock:
+// the state machine only collects them here, and the storage performs them after unlocking.
+
+/// What a publish asks for: the messages of one publish call, not yet stamped, and when they
+/// become visible.
+@usableFromInline
+struct PublishRequest: Sendable {
+    @usableFromInline var record: MessageRecord
+    @usableFromInline var delay: Duration
+
+    @inlinable
+    init(_ record: MessageRecord, delay: Duration = .zero) {
+        self.record = record
+        self.delay = delay
+    }
+}
+
+enum PublishDecision {
+    case accepted(PublishReceipt)
+    /// Wait for room with this publisher id (second phase: `publishSuspended`).
+    case mustWait(UInt64)
+    case failed(OpenQError)
+}
+
+enum ReceiveDecision {
+    case messages(DeliveryBatch)
+    /// Nothing visible: wait with this waiter id (second phase: `receiveSuspended`).
+    case mustWait(UInt64)
+    /// Nothing visible and the caller did not want to wait.
+    case empty
+    /// The subscription was removed or the topic finished.
+    case finished(OpenQError)
+}
+
+/// A message handed to a consumer, with the receipt tag that settles it.
+@usableFromInline
+struct HandedMessage: Sendable {
+    @usableFromInline var stored: StoredMessage
+    @usableFromInline var tag: UInt64
+    @usableFromInline var attempt: Int
+}
+
+extension HandedMessage {
+    /// The first delivery of a message to an automatically acknowledged subscription: attempt 1,
+    /// and no receipt to settle.
+    init(firstAutomaticDeliveryOf stored: StoredMessage) {
+        self.init(stored: stored, tag: 0, attempt: 1)
+    }
+}
+
+/// What a consumer takes in one go.
+///
+/// An automatically acknowledged subscription's first deliveries are moved out of its queue whole
+/// (`fresh`: runs of messages, each delivery attempt 1 with no receipt), so taking them holds the
+/// lock for a moment whatever their number; tracked deliveries and repeated ones carry their
+/// receipt (`handed`).
+@usableFromInline
+struct DeliveryBatch: Sendable {
+    var handed: [HandedMessage] = []
+    var fresh: Deque<MessageRun> = []
+
+    /// How many messages the batch holds.
+    var count: Int { fresh.reduce(handed.count) { $0 + $1.count } }
+
+    /// Every message of the batch with its receipt, `handed` first.
+    var all: [HandedMessage] {
+        handed + fresh.lazy.flatMap(\.messages).map(HandedMessage.init(firstAutomaticDeliveryOf:))
+    }
+}
+
+/// How a waiting consumer is resumed.
+enum WakeResult: Sendable {
+    case messages(DeliveryBatch)
+    case timedOut
+    case finished
+    case cancelled
+}
+
+struct TimerRequest: Hashable {
+    var deadline: Duration
+    var generation: UInt64
+}
+
+/// What the storage must do after releasing the lock.
+struct Effects {
+    /// The first consumer resumption is stored inline: a publish wakes at most one waiter in the
+    /// common case, and this keeps that path free of an array allocation.
+    private var firstResumption: (UnsafeContinuation<WakeResult, Never>, WakeResult)?
+    private var moreResumptions: [(UnsafeContinuation<WakeResult, Never>, WakeResult)] = []
+    var publishers: [(UnsafeContinuation<PublishReceipt, any Error>, Result<PublishReceipt, any Error>)] = []
+    var deadLetters: [StoredMessage] = []
+    var armTimer: TimerRequest?
+    /// Shutdown waiters to resume (a draining topic that finished).
+    var idleWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// Warnings to log.
+    var warnings: [ParkedPublisherWarning] = []
+
+    var isEmpty: Bool {
+        firstResumption == nil && publishers.isEmpty && deadLetters.isEmpty && armTimer == nil && idleWaiters.isEmpty
+            && warnings.isEmpty
+    }
+
+    mutating func resume(
+        _ continuation: UnsafeContinuation<WakeResult, Never>, with result: WakeResult
+    ) {
+        if firstResumption == nil {
+            firstResumption = (continuation, result)
+        } else {
+            moreResumptions.append((continuation, result))
+        }
+    }
+
+    mutating func resumePublisher(
+        _ continuation: UnsafeContinuation<PublishReceipt, any Error>,
+        with result: Result<PublishReceipt, any Error>
+    ) {
+        publishers.append((continuation, result))
+    }
+
+    /// Resumes every continuation. Call only after the lock is released.
+    consuming func resumeAll() {
+        if let first = firstResumption {
+            first.0.resume(returning: first.1)
+            for resumption in moreResumptions { resumption.0.resume(returning: resumption.1) }
+        }
+        for (continuation, result) in publishers { continuation.resume(with: result) }
+        for waiter in idleWaiters { waiter.resume() }
+    }
+}
+
+/// What a topic logs when a publisher has waited `waited` for room in a full subscription.
+struct ParkedPublisherWarning: Hashable, Sendable {
+    var topic: String
+    var subscription: String
+    var depth: Int
+    var capacity: Int
+    var consumers: Int
+    var parkedPublishers: Int
+    var waited: Duration
+}
+
+extension MessageHeader {
+    static let deadLetterKeys = [
+        sourceTopic, sourceSubscription, attempts, lastError, deadLetterReason, deadLetteredAt, sourceSequenceNumber,
+        firstPublishedAt,
+    ]
+}

@@ -1,0 +1,47 @@
+import DequeModule
+import HeapModule
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// Statistics: a snapshot of the topic and its subscriptions.
+extension TopicStateMachine {
+    // MARK: Statistics
+
+    func statistics(now: Duration) -> TopicStatistics {
+        let nowDate = date(at: now)
+        let subscriptionStatistics = subscriptions.map { subscription in
+            let oldest = [
+                subscription.retries.lazy.map(\.stored.publishedAt).min(),
+                subscription.ready.heads.map(\.publishedAt).min(),
+            ]
+            .compactMap { $0 }.min()
+            return SubscriptionStatistics(
+                name: subscription.name,
+                isAnonymous: subscription.isAnonymous,
+                acknowledgement: subscription.configuration.acknowledgement,
+                counters: subscription.counters,
+                depth: subscription.visibleCount,
+                scheduled: subscription.scheduled.count,
+                inFlight: subscription.inFlight.count,
+                consumers: subscription.consumers.count,
+                oldestMessageAge: oldest.map { .seconds(nowDate.timeIntervalSince($0)) }
+            )
+        }
+        var totals = removedCounters
+        for subscription in subscriptions { totals.add(subscription.counters) }
+        return TopicStatistics(
+            name: topic,
+            published: counters.published,
+            rejected: counters.rejected,
+            unrouted: counters.unrouted,
+            retained: retained.count,
+            suspendedPublishers: blockedPublishers.count,
+            totals: totals,
+            subscriptions: subscriptionStatistics
+        )
+    }
+}
