@@ -1,4 +1,5 @@
 import Logging
+import ServiceLifecycle
 
 /// A running consumer: reads one subscription and calls a ``MessageHandler`` for each message,
 /// with up to `concurrency` handlers at a time.
@@ -17,13 +18,37 @@ import Logging
 /// A consumer runs until ``stop()``, until its subscription is removed or its topic deleted, or
 /// until the broker shuts down; releasing the `Consumer` object does not stop it (a consumer kept
 /// in a `let` that is never read again keeps running). Keep it to stop it earlier.
-public final class Consumer<Payload: Sendable>: Sendable {
+public final class Consumer<Payload: Sendable>: Service, Sendable {
     /// What a consumer runs for each delivery.
     typealias Body = @Sendable (Delivery<Payload>) async throws -> Void
 
     /// The subscription this consumer reads (generated when it was created without a name).
     public let subscription: String
-    private let task: Task<Void, Never>
+    private let handle: SubscriptionHandle
+    private let body: Body
+    private let concurrency: Int
+    private let maxLease: Duration
+    private let lifecycle = LockedValueBox(Lifecycle())
+
+    /// Where a consumer is in its life.
+    private struct Lifecycle {
+        enum Phase {
+            /// Made by `consumer(...)`, not run yet.
+            case created
+            case running
+            case ended
+        }
+
+        var phase = Phase.created
+        /// The consumer's registration with its subscription, made when it begins, so that a
+        /// shutdown right after `consume(...)` returns already sees a consumer that can drain.
+        var consumer: ConsumerID?
+        var stopRequested = false
+        /// The running consumer, waiting for a stop request.
+        var stopWaiter: UnsafeContinuation<Void, Never>?
+        /// Who waits for the consumer to end.
+        var endWaiters: [UnsafeContinuation<Void, Never>] = []
+    }
 
     init(
         handle: SubscriptionHandle,
@@ -32,74 +57,184 @@ public final class Consumer<Payload: Sendable>: Sendable {
         concurrency: Int,
         maxLease: Duration
     ) {
+        self.handle = handle
         self.subscription = subscription
-        self.task = Task {
-            await Self.run(
-                handle: handle,
-                subscription: subscription,
-                body: body,
-                concurrency: concurrency,
-                maxLease: maxLease
-            )
+        self.body = body
+        self.concurrency = concurrency
+        self.maxLease = maxLease
+    }
+
+    /// Runs the consumer in the calling task, as a swift-service-lifecycle `Service`: it returns
+    /// when the consumer stops (``stop()``, a graceful shutdown of its service group, or
+    /// cancellation of this task) or ends by itself (its subscription was removed, its topic
+    /// deleted, or the broker shut down). Stopping cancels the running handlers; a handler that
+    /// ends with `CancellationError` has its delivery made visible again at once.
+    ///
+    /// Use it with a consumer made by ``Topic/consumer(subscription:acknowledgement:with:concurrency:maxLease:)``;
+    /// one from `consume(...)` runs already.
+    /// - Throws: ``OpenQError/Code/invalidConfiguration`` when the consumer runs or ran already.
+    public func run() async throws {
+        guard begin() else {
+            throw OpenQError.invalidConfiguration(
+                "Consumer of '\(subscription)' runs or ran already; run a consumer once, or use consume(...) alone.")
         }
+        await runStarted()
+    }
+
+    /// Starts the consumer as a child task of the broker's background loop (for `consume(...)`).
+    func startInBroker() {
+        guard begin() else { return }
+        let started = handle.storage.driver.startChild { [self] in await runStarted() }
+        if !started { unregister() }
+    }
+
+    /// Ends a consumer that began but will not run (the broker shut down meanwhile).
+    private func unregister() {
+        let (id, storage) = (handle.id, handle.storage)
+        if let consumer = lifecycle.withLock({ $0.consumer }) {
+            storage.withState { state, now in ((), state.consumerEnded(id, consumer: consumer, unhanded: [], now: now))
+            }
+        }
+        end()
     }
 
     /// Stops the consumer: it takes no new messages, running handlers are cancelled (they may
     /// still finish and be acknowledged), and this returns when all of them ended. An anonymous
-    /// subscription is removed.
+    /// subscription is removed. A consumer that was never run is marked ended.
     public func stop() async {
-        task.cancel()
-        await task.value
+        let (waiter, neverRan) = lifecycle.withLock { lifecycle -> (UnsafeContinuation<Void, Never>?, Bool) in
+            lifecycle.stopRequested = true
+            if case .created = lifecycle.phase {
+                lifecycle.phase = .ended
+                return (nil, true)
+            }
+            defer { lifecycle.stopWaiter = nil }
+            return (lifecycle.stopWaiter, false)
+        }
+        waiter?.resume()
+        if !neverRan { await wait() }
     }
 
-    /// Waits until the consumer ends by itself: its subscription was removed or the broker shut down.
+    /// Waits until the consumer ended: it was stopped, its subscription was removed or the broker
+    /// shut down.
     public func wait() async {
-        await task.value
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let ended = lifecycle.withLock { lifecycle -> Bool in
+                if case .ended = lifecycle.phase { return true }
+                lifecycle.endWaiters.append(continuation)
+                return false
+            }
+            if ended { continuation.resume() }
+        }
     }
 
-    private static func run(
-        handle: SubscriptionHandle,
-        subscription: String,
-        body: @escaping Body,
-        concurrency: Int,
-        maxLease: Duration
-    ) async {
+    private func begin() -> Bool {
+        let id = handle.id
+        let storage = handle.storage
+        return lifecycle.withLock { lifecycle in
+            guard case .created = lifecycle.phase else { return false }
+            lifecycle.phase = .running
+            // Lock order: the consumer's lifecycle, then the topic's (nothing takes them the other way).
+            lifecycle.consumer = storage.state.withLock { $0.registerConsumer(id) }
+            return true
+        }
+    }
+
+    private func end() {
+        let waiters = lifecycle.withLock { lifecycle -> [UnsafeContinuation<Void, Never>] in
+            lifecycle.phase = .ended
+            defer { lifecycle.endWaiters = [] }
+            return lifecycle.endWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// The consumer's life once it began: consume until a stop request (or cancellation, or a
+    /// graceful shutdown) or until the subscription ends, whichever comes first.
+    private func runStarted() async {
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.consume() }
+                group.addTask { await self.waitForStopRequest() }
+                await group.next()
+                group.cancelAll()
+                await group.waitForAll()
+            }
+        } onGracefulShutdown: { [lifecycle] in
+            let waiter = lifecycle.withLock { lifecycle -> UnsafeContinuation<Void, Never>? in
+                lifecycle.stopRequested = true
+                defer { lifecycle.stopWaiter = nil }
+                return lifecycle.stopWaiter
+            }
+            waiter?.resume()
+        }
+        end()
+    }
+
+    private func waitForStopRequest() async {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                let now = lifecycle.withLock { lifecycle -> Bool in
+                    if lifecycle.stopRequested || Task.isCancelled { return true }
+                    lifecycle.stopWaiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: { [lifecycle] in
+            lifecycle.withLock { lifecycle -> UnsafeContinuation<Void, Never>? in
+                defer { lifecycle.stopWaiter = nil }
+                return lifecycle.stopWaiter
+            }?.resume()
+        }
+    }
+
+    /// Takes deliveries and runs up to `concurrency` handlers at a time; the lease keeper runs
+    /// beside them as a child task. Ends when the task is cancelled or the subscription ends.
+    private func consume() async {
+        let handle = self.handle
         let storage = handle.storage
         let id = handle.id
-        guard let consumer = storage.state.withLock({ $0.registerConsumer(id) }) else { return }
+        let subscription = self.subscription
+        let body = self.body
+        let concurrency = self.concurrency
+        let maxLease = self.maxLease
+        guard let consumer = lifecycle.withLock({ $0.consumer }) else { return }
         let mode = storage.state.withLock { $0.subscription(id)?.configuration.acknowledgement } ?? .automatic
-        let leaseKeeper: Task<Void, Never>? =
-            mode.tracksDeliveries
-            ? Task {
-                let period = mode.visibilityTimeout / 2
-                while !Task.isCancelled {
-                    do { try await storage.clock.sleep(until: storage.clock.now() + period) } catch { return }
-                    storage.withState { state, now in
-                        ((), state.extendLeases(id, consumer: consumer, maximum: maxLease, now: now))
+        await withTaskGroup(of: Void.self) { outer in
+            if mode.tracksDeliveries {
+                outer.addTask {
+                    let period = mode.visibilityTimeout / 2
+                    while !Task.isCancelled {
+                        do { try await storage.clock.sleep(until: storage.clock.now() + period) } catch { return }
+                        storage.withState { state, now in
+                            ((), state.extendLeases(id, consumer: consumer, maximum: maxLease, now: now))
+                        }
                     }
                 }
-            } : nil
-        await withTaskGroup(of: Void.self) { group in
-            var running = 0
-            while !Task.isCancelled {
-                if running == concurrency {
-                    await group.next()
-                    running -= 1
-                    continue
-                }
-                guard
-                    case .messages(let batch) = await handle.wait(
-                        consumer: consumer, max: concurrency - running, pollTimeout: nil)
-                else { break }
-                for handed in batch.all {
-                    running += 1
-                    let delivery = Delivery<Payload>(handed, handle: handle, subscription: subscription)
-                    group.addTask { await Self.handle(delivery, with: body, logger: storage.logger) }
-                }
             }
-            await group.waitForAll()
+            await withTaskGroup(of: Void.self) { group in
+                var running = 0
+                while !Task.isCancelled {
+                    if running == concurrency {
+                        await group.next()
+                        running -= 1
+                        continue
+                    }
+                    guard
+                        case .messages(let batch) = await handle.wait(
+                            consumer: consumer, max: concurrency - running, pollTimeout: nil)
+                    else { break }
+                    for handed in batch.all {
+                        running += 1
+                        let delivery = Delivery<Payload>(handed, handle: handle, subscription: subscription)
+                        group.addTask { await Self.handle(delivery, with: body, logger: storage.logger) }
+                    }
+                }
+                await group.waitForAll()
+            }
+            outer.cancelAll()
         }
-        leaseKeeper?.cancel()
         storage.withState { state, now in ((), state.consumerEnded(id, consumer: consumer, unhanded: [], now: now)) }
     }
 
@@ -130,6 +265,12 @@ public final class Consumer<Payload: Sendable>: Sendable {
 
 extension Topic {
     /// Starts a ``Consumer`` that runs `handler` for each message of a subscription.
+    ///
+    /// The consumer runs at once, in the broker's background loop (see ``MessageQueue/run()``),
+    /// until ``Consumer/stop()``, its subscription's removal or the broker's shutdown. To run it
+    /// in a service group instead, make it with
+    /// ``consumer(subscription:acknowledgement:with:concurrency:maxLease:)`` and hand it to the
+    /// group.
     /// - Parameters:
     ///   - subscription: the named subscription to read (created if needed, with
     ///     `acknowledgement`); `nil` for a new anonymous subscription removed when the consumer stops.
@@ -146,11 +287,13 @@ extension Topic {
         concurrency: Int = 1,
         maxLease: Duration = .seconds(600)
     ) async throws -> Consumer<Payload> {
-        try await startConsumer(
+        let consumer = try await makeConsumer(
             subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
         ) { delivery in
             try await handler.handle(delivery.message)
         }
+        consumer.startInBroker()
+        return consumer
     }
 
     /// Starts a ``Consumer`` that runs a ``DeliveryHandler`` for each delivery of a subscription:
@@ -163,11 +306,13 @@ extension Topic {
         concurrency: Int = 1,
         maxLease: Duration = .seconds(600)
     ) async throws -> Consumer<Payload> {
-        try await startConsumer(
+        let consumer = try await makeConsumer(
             subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
         ) { delivery in
             try await handler.handle(delivery)
         }
+        consumer.startInBroker()
+        return consumer
     }
 
     /// Starts a ``Consumer`` running a closure for each message; the parameters are those of the
@@ -178,15 +323,58 @@ extension Topic {
         concurrency: Int = 1,
         _ body: @escaping @Sendable (Message<Payload>) async throws -> Void
     ) async throws -> Consumer<Payload> {
-        try await startConsumer(
+        let consumer = try await makeConsumer(
             subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency,
             maxLease: .seconds(600)
         ) { delivery in
             try await body(delivery.message)
         }
+        consumer.startInBroker()
+        return consumer
     }
 
-    private nonisolated(nonsending) func startConsumer(
+    /// Makes a ``Consumer`` that runs `handler` for each message of a subscription once it is run:
+    /// a swift-service-lifecycle `Service` for a `ServiceGroup` (or call ``Consumer/run()``
+    /// yourself). The subscription is created now, so nothing published from now on is missed.
+    /// The parameters are those of
+    /// ``consume(subscription:acknowledgement:with:concurrency:maxLease:)``.
+    ///
+    /// ```swift
+    /// let billing = try await orders.consumer(subscription: "billing", with: Billing(), concurrency: 4)
+    /// let group = ServiceGroup(services: [queue, billing], logger: logger)
+    /// try await group.run()
+    /// ```
+    public nonisolated(nonsending) func consumer<Handler: MessageHandler<Payload>>(
+        subscription: String? = nil,
+        acknowledgement: AcknowledgementMode = .afterHandling,
+        with handler: Handler,
+        concurrency: Int = 1,
+        maxLease: Duration = .seconds(600)
+    ) async throws -> Consumer<Payload> {
+        try await makeConsumer(
+            subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
+        ) { delivery in
+            try await handler.handle(delivery.message)
+        }
+    }
+
+    /// Makes a ``Consumer`` running a ``DeliveryHandler`` once it is run; see the
+    /// ``MessageHandler`` form.
+    public nonisolated(nonsending) func consumer<Handler: DeliveryHandler<Payload>>(
+        subscription: String? = nil,
+        acknowledgement: AcknowledgementMode = .afterHandling,
+        with handler: Handler,
+        concurrency: Int = 1,
+        maxLease: Duration = .seconds(600)
+    ) async throws -> Consumer<Payload> {
+        try await makeConsumer(
+            subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
+        ) { delivery in
+            try await handler.handle(delivery)
+        }
+    }
+
+    private nonisolated(nonsending) func makeConsumer(
         subscription name: String?,
         acknowledgement: AcknowledgementMode,
         concurrency: Int,

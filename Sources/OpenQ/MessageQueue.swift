@@ -34,16 +34,21 @@ public actor MessageQueue {
         /// most one warning per topic per this interval). Default 5 s; `nil` turns it off.
         /// ``TopicStatistics/suspendedPublishers`` counts the publishers waiting now.
         public var parkedPublisherWarning: Duration?
+        /// The grace period of the shutdown that a graceful shutdown of ``MessageQueue/run()``
+        /// starts (as a swift-service-lifecycle `Service`). Default 30 s.
+        public var shutdownGracePeriod: Duration
 
         /// Creates a configuration; each parameter defaults as its property says.
         public init(
             metricsInterval: Duration? = .seconds(10), metricsFactory: (any MetricsFactory)? = nil,
-            randomSeed: UInt64? = nil, parkedPublisherWarning: Duration? = .seconds(5)
+            randomSeed: UInt64? = nil, parkedPublisherWarning: Duration? = .seconds(5),
+            shutdownGracePeriod: Duration = .seconds(30)
         ) {
             self.metricsInterval = metricsInterval
             self.metricsFactory = metricsFactory
             self.randomSeed = randomSeed
             self.parkedPublisherWarning = parkedPublisherWarning
+            self.shutdownGracePeriod = shutdownGracePeriod
         }
     }
 
@@ -54,7 +59,9 @@ public actor MessageQueue {
     private var topics: [String: TopicStorage] = [:]
     private var lifecycle = Lifecycle.running
     private var metrics: MetricsExporter
-    private var metricsTask: Task<Void, Never>?
+    /// The broker's background loop (timers, metrics export, started consumers).
+    let driver: BrokerDriver
+    private var metricsScheduled = false
     private var seeds: SplitMix64
 
     /// Creates a broker.
@@ -70,13 +77,15 @@ public actor MessageQueue {
     ) {
         self.configuration = configuration
         self.clock = BrokerClock(clock)
+        self.driver = BrokerDriver(clock: self.clock)
         self.logger = logger
         self.metrics = MetricsExporter(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         self.seeds = SplitMix64(seed: configuration.randomSeed ?? .random(in: .min ... .max))
-    }
-
-    deinit {
-        metricsTask?.cancel()
+        let interval = configuration.metricsInterval
+        driver.onMetrics { [weak self] in
+            guard let self, await self.exportMetricsIfRunning() else { return nil }
+            return interval
+        }
     }
 
     /// The broker's own life: a second `shutdown` while the first drains waits for the same report.
@@ -130,6 +139,7 @@ public actor MessageQueue {
             payloadType: Payload.self,
             configuration: configuration,
             clock: clock,
+            driver: driver,
             logger: logger,
             deadLetterTarget: deadLetterTarget,
             seed: seeds.next(),
@@ -181,6 +191,7 @@ public actor MessageQueue {
                     retryBackoff: configuration.retryBackoff
                 ),
                 clock: clock,
+                driver: driver,
                 logger: logger,
                 deadLetterTarget: nil,
                 seed: seeds.next(),
@@ -289,16 +300,17 @@ public actor MessageQueue {
         metrics.export(statistics())
     }
 
+    /// The periodic export, run by the driver; false once the broker is shut down.
+    private func exportMetricsIfRunning() -> Bool {
+        guard !isShutDown else { return false }
+        exportMetrics()
+        return true
+    }
+
     private func startMetricsIfNeeded() {
-        guard metricsTask == nil, let interval = configuration.metricsInterval else { return }
-        let clock = self.clock
-        metricsTask = Task { [weak self] in
-            while !Task.isCancelled {
-                do { try await clock.sleep(until: clock.now() + interval) } catch { return }
-                guard let self else { return }
-                await self.exportMetrics()
-            }
-        }
+        guard !metricsScheduled, let interval = configuration.metricsInterval else { return }
+        metricsScheduled = true
+        driver.schedule(.metrics, at: clock.now() + interval)
     }
 
     // MARK: Shutdown
@@ -356,8 +368,8 @@ public actor MessageQueue {
         for wave in waves {
             for storage in wave { storage.finish() }
         }
-        metricsTask?.cancel()
         metrics.export(statistics())
+        driver.finish()
         let report = report()
         if report.unacknowledged > 0 || report.undelivered > 0 {
             logger.warning(

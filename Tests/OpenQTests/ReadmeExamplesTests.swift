@@ -1,5 +1,7 @@
+import Logging
 import OpenQ  // not @testable: README examples may use public API only
 import OpenQTesting
+import ServiceLifecycle
 import Testing
 
 // The code of README.md's quick start, kept compiling and passing here.
@@ -94,6 +96,19 @@ struct ReadmeExamplesTests {
         #expect(batch.count == 10 && failed.isEmpty)
         #expect(report.statistics.topic("orders")?.subscription("reports")?.counters.acked == 10)
         #expect(report.statistics.topic("orders")?.subscription("fulfilment")?.counters.acked == 10)
+    }
+
+    @Test func runningAsAService() async throws {
+        let queue = MessageQueue()
+        let orders = try await queue.createTopic("orders", of: OrderPlaced.self)
+        let audit = try await orders.consumer(subscription: "audit", with: AuditLog(), concurrency: 4)
+        let group = ServiceGroup(
+            services: [queue, audit], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "app"))
+        let running = Task { try await group.run() }  // SIGTERM: audit stops, then the broker drains and shuts down
+        try await orders.publish(OrderPlaced(id: 1))
+        await group.triggerGracefulShutdown()  // what SIGTERM does
+        try await running.value
+        await #expect(throws: OpenQError.self) { try await orders.publish(OrderPlaced(id: 2)) }
     }
 
     @Test func testingWithAManualClock() async throws {

@@ -87,7 +87,8 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("FanOutTo16Subscriptions") { benchmark in
         let queue = MessageQueue(configuration: .init(metricsInterval: nil))
         let topic = try await queue.createTopic("bench", of: Payload.self, configuration: .init(capacity: 1_000_000))
-        let streams = try (0..<16).map { _ in try await topic.subscribe(prefetch: 256) }
+        var streams: [MessageStream<Payload>] = []
+        for _ in 0..<16 { streams.append(try await topic.subscribe(prefetch: 256)) }
         var iterators = streams.map { $0.makeAsyncIterator() }
         benchmark.startMeasurement()
         for number in benchmark.scaledIterations {

@@ -34,13 +34,15 @@ final class TopicStorage: Sendable {
     var publishCount: UInt64 {
         @inline(__always) get { publishes.load(ordering: .relaxed) }
     }
-    private let timer = LockedValueBox<(generation: UInt64, task: Task<Void, Never>?)>((0, nil))
+    /// The broker's background loop: it fires this topic's timer and runs its consumers.
+    let driver: BrokerDriver
 
     init(
         name: String,
         payloadType: Any.Type,
         configuration: TopicConfiguration,
         clock: BrokerClock,
+        driver: BrokerDriver,
         logger: Logger,
         deadLetterTarget: TopicStorage?,
         seed: UInt64 = .random(in: .min ... .max),
@@ -50,6 +52,7 @@ final class TopicStorage: Sendable {
         self.payloadType = payloadType
         self.configuration = configuration
         self.clock = clock
+        self.driver = driver
         self.logger = logger
         self.deadLetterTarget = deadLetterTarget
         self.state = LockedValueBox(
@@ -202,37 +205,25 @@ final class TopicStorage: Sendable {
 
     // MARK: Timer
 
-    /// One timer task per topic at a time: a newer (earlier) deadline replaces the armed one.
+    /// Asks the broker's driver for a wake-up at the request's deadline.
     ///
-    /// The task holds the storage strongly until its deadline, or until `finish()` (topic deletion,
-    /// shutdown) cancels it. Not `[weak self]`: a weak reference gives the storage a side table, and
-    /// from then on every retain and release of it, one per delivery, takes the runtime's slow
-    /// path (perf: 9% of the manual-ack benchmark).
+    /// The driver holds the storage strongly until the deadline, or until `finish()` (topic
+    /// deletion, shutdown) cancels its wake-ups. Not weakly: a weak reference gives the storage a
+    /// side table, and from then on every retain and release of it, one per delivery, takes the
+    /// runtime's slow path (perf: 9% of the manual-ack benchmark).
     private func arm(_ request: TimerRequest) {
-        let task = Task { [self, clock] in
-            do {
-                try await clock.sleep(until: request.deadline)
-            } catch {
-                return
-            }
-            // Through withState like every other event, so a timer-driven change (an expiry that
-            // dead-letters the last in-flight message) also wakes a shutdown waiting for idle.
-            withState { state, now in ((), state.timerFired(generation: request.generation, now: now)) }
-        }
-        let replaced: Task<Void, Never>? = timer.withLock { timer in
-            guard request.generation > timer.generation else { return task }
-            defer { timer = (request.generation, task) }
-            return timer.task
-        }
-        replaced?.cancel()
+        driver.schedule(.topic(self, generation: request.generation), at: request.deadline)
+    }
+
+    /// The driver's wake-up came. Through withState like every other event, so a timer-driven
+    /// change (an expiry that dead-letters the last in-flight message) also wakes a shutdown
+    /// waiting for idle.
+    func timerFired(generation: UInt64) {
+        withState { state, now in ((), state.timerFired(generation: generation, now: now)) }
     }
 
     func cancelTimer() {
-        let task = timer.withLock { timer in
-            defer { timer.task = nil }
-            return timer.task
-        }
-        task?.cancel()
+        driver.cancel(self)
     }
 
     // MARK: Dead letters
