@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "OpenQ", targets: ["OpenQ"]),
         // A manual clock for tests of code built on OpenQ.
         .library(name: "OpenQTesting", targets: ["OpenQTesting"]),
+        // Distributed tracing of messages from publish to handling (swift-distributed-tracing).
+        .library(name: "OpenQTracing", targets: ["OpenQTracing"]),
         .executable(name: "openq-demo", targets: ["openq-demo"]),
     ],
     dependencies: [
@@ -15,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // For the OpenQTracing product only; the OpenQ library does not depend on it.
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
         // For the demo's command line only; the OpenQ library does not depend on it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
@@ -32,6 +36,23 @@ let package = Package(
         .target(
             name: "OpenQTesting",
             dependencies: ["OpenQ"]
+        ),
+        .target(
+            name: "OpenQTracing",
+            dependencies: [
+                "OpenQ",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]
+        ),
+        .testTarget(
+            name: "OpenQTracingTests",
+            dependencies: [
+                "OpenQTracing",
+                "OpenQ",
+                "OpenQTesting",
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]
         ),
         .target(
             name: "OpenQDemoKit",
@@ -58,6 +79,7 @@ let package = Package(
             dependencies: [
                 "OpenQ",
                 "OpenQTesting",
+                "OpenQTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -228,7 +228,7 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
                     for handed in batch.all {
                         running += 1
                         let delivery = Delivery<Payload>(handed, handle: handle, subscription: subscription)
-                        group.addTask { await Self.handle(delivery, with: body, logger: storage.logger) }
+                        group.addTask { await Self.handle(delivery, with: body, storage: storage) }
                     }
                 }
                 await group.waitForAll()
@@ -240,10 +240,18 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
 
     /// Runs the body for one delivery and settles it by how the body ended, unless the body
     /// settled it itself (then the consumer's settlement finds it settled and leaves it).
-    private static func handle(_ delivery: Delivery<Payload>, with body: Body, logger: Logger) async {
+    private static func handle(_ delivery: Delivery<Payload>, with body: Body, storage: TopicStorage) async {
         do {
             do {
-                try await body(delivery)
+                if storage.interceptors.isEmpty {
+                    try await body(delivery)
+                } else {
+                    let message = delivery.message
+                    let context = HandlingContext(
+                        topic: message.topic, subscription: delivery.subscription, messageID: message.id,
+                        sequenceNumber: message.sequenceNumber, headers: message.headers, attempt: delivery.attempt)
+                    try await storage.interceptHandling(context) { try await body(delivery) }
+                }
             } catch is CancellationError {
                 try await delivery.nack(retryAfter: .zero, error: "consumer stopped")
                 return
@@ -255,7 +263,7 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
         } catch let error as OpenQError where error.code == .receiptAlreadySettled {
             return  // the handler settled it
         } catch {
-            logger.debug(
+            storage.logger.debug(
                 "Could not settle a delivery after handling",
                 metadata: ["topic": "\(delivery.message.topic)", "error": "\(error)"]
             )

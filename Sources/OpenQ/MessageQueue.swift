@@ -37,18 +37,22 @@ public actor MessageQueue {
         /// The grace period of the shutdown that a graceful shutdown of ``MessageQueue/run()``
         /// starts (as a swift-service-lifecycle `Service`). Default 30 s.
         public var shutdownGracePeriod: Duration
+        /// Code that runs around every publish and every message a ``Consumer`` handles, the first
+        /// one outermost (see ``MessageInterceptor``). Default none.
+        public var interceptors: [any MessageInterceptor]
 
         /// Creates a configuration; each parameter defaults as its property says.
         public init(
             metricsInterval: Duration? = .seconds(10), metricsFactory: (any MetricsFactory)? = nil,
             randomSeed: UInt64? = nil, parkedPublisherWarning: Duration? = .seconds(5),
-            shutdownGracePeriod: Duration = .seconds(30)
+            shutdownGracePeriod: Duration = .seconds(30), interceptors: [any MessageInterceptor] = []
         ) {
             self.metricsInterval = metricsInterval
             self.metricsFactory = metricsFactory
             self.randomSeed = randomSeed
             self.parkedPublisherWarning = parkedPublisherWarning
             self.shutdownGracePeriod = shutdownGracePeriod
+            self.interceptors = interceptors
         }
     }
 
@@ -143,7 +147,8 @@ public actor MessageQueue {
             logger: logger,
             deadLetterTarget: deadLetterTarget,
             seed: seeds.next(),
-            parkedPublisherWarning: self.configuration.parkedPublisherWarning
+            parkedPublisherWarning: self.configuration.parkedPublisherWarning,
+            interceptors: self.configuration.interceptors
         )
         topics[name] = storage
         startMetricsIfNeeded()
@@ -195,7 +200,8 @@ public actor MessageQueue {
                 logger: logger,
                 deadLetterTarget: nil,
                 seed: seeds.next(),
-                parkedPublisherWarning: self.configuration.parkedPublisherWarning
+                parkedPublisherWarning: self.configuration.parkedPublisherWarning,
+                interceptors: self.configuration.interceptors
             )
         }
         try storage.ensureSubscription(

@@ -50,6 +50,9 @@ public struct Topic<Payload: Sendable>: Sendable {
         delay: Duration = .zero
     ) async throws -> PublishReceipt {
         try validateDelay(delay)
+        let headers =
+            storage.interceptors.isEmpty
+            ? headers : storage.interceptPublish(headers: headers, priority: priority, count: 1)
         return try await storage.publish(
             PublishRequest(TypedRecord(payload: payload, headers: headers, priority: priority), delay: delay))
     }
@@ -84,6 +87,9 @@ public struct Topic<Payload: Sendable>: Sendable {
         try validateDelay(delay)
         let payloads = Array(payloads)
         guard !payloads.isEmpty else { return storage.emptyReceipt() }
+        let headers =
+            storage.interceptors.isEmpty
+            ? headers : storage.interceptPublish(headers: headers, priority: priority, count: payloads.count)
         return try await storage.publish(
             PublishRequest(TypedRecord(payloads: payloads, headers: headers, priority: priority), delay: delay))
     }
@@ -95,7 +101,10 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// `dropOldest` subscription dropped an older message to make room.
     @inlinable
     public func tryPublish(_ payload: Payload, headers: [String: String] = [:], priority: Int = 0) -> PublishResult {
-        storage.tryPublish(PublishRequest(TypedRecord(payload: payload, headers: headers, priority: priority)))
+        let headers =
+            storage.interceptors.isEmpty
+            ? headers : storage.interceptPublish(headers: headers, priority: priority, count: 1)
+        return storage.tryPublish(PublishRequest(TypedRecord(payload: payload, headers: headers, priority: priority)))
     }
 
     // MARK: Subscribing

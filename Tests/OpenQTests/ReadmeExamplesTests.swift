@@ -1,6 +1,7 @@
 import Logging
 import OpenQ  // not @testable: README examples may use public API only
 import OpenQTesting
+import OpenQTracing
 import ServiceLifecycle
 import Testing
 
@@ -14,6 +15,18 @@ func charge(_ order: OrderPlaced) async throws {}
 struct AuditLog: MessageHandler {
     func handle(_ message: Message<OrderPlaced>) async throws {
         print("audit", message.sequenceNumber, message.payload.id)
+    }
+}
+
+struct Timing: MessageInterceptor {
+    func willPublish(_ publish: inout PublishContext) {
+        publish.headers["published-by"] = "checkout"
+    }
+
+    func intercept(_ handling: HandlingContext, next: () async throws -> Void) async throws {
+        let start = ContinuousClock.now
+        try await next()  // the handler, and the interceptors after this one
+        print(handling.topic, handling.messageID, "attempt", handling.attempt, ContinuousClock.now - start)
     }
 }
 
@@ -109,6 +122,15 @@ struct ReadmeExamplesTests {
         await group.triggerGracefulShutdown()  // what SIGTERM does
         try await running.value
         await #expect(throws: OpenQError.self) { try await orders.publish(OrderPlaced(id: 2)) }
+    }
+
+    @Test func interceptors() async throws {
+        let traced = MessageQueue(configuration: .init(interceptors: [Timing(), TracingInterceptor()]))
+        let orders = try await traced.createTopic("orders", of: OrderPlaced.self)
+        let reports = try await orders.subscription("reports", acknowledgement: .automatic)
+        try await orders.publish(OrderPlaced(id: 1))
+        #expect(try await reports.receive().first?.message.headers["published-by"] == "checkout")
+        _ = await traced.shutdown(gracePeriod: .zero)
     }
 
     @Test func testingWithAManualClock() async throws {

@@ -36,6 +36,8 @@ final class TopicStorage: Sendable {
     }
     /// The broker's background loop: it fires this topic's timer and runs its consumers.
     let driver: BrokerDriver
+    /// The broker's interceptors (``MessageInterceptor``), usually none.
+    @usableFromInline let interceptors: [any MessageInterceptor]
 
     init(
         name: String,
@@ -46,8 +48,10 @@ final class TopicStorage: Sendable {
         logger: Logger,
         deadLetterTarget: TopicStorage?,
         seed: UInt64 = .random(in: .min ... .max),
-        parkedPublisherWarning: Duration? = nil
+        parkedPublisherWarning: Duration? = nil,
+        interceptors: [any MessageInterceptor] = []
     ) {
+        self.interceptors = interceptors
         self.name = name
         self.payloadType = payloadType
         self.configuration = configuration
