@@ -74,6 +74,25 @@ struct ObservabilityTests {
         #expect(error?.code == .subscriptionNotFound)
     }
 
+    @Test func statisticsUpdates_endWhenTheBrokerShutsDown_andWhenTheReaderIsCancelled() async throws {
+        let clock = ManualClock()
+        let queue = makeQueue(clock: clock)
+        let reader = Task {
+            var count = 0
+            for await _ in queue.statisticsUpdates(every: .seconds(1)) { count += 1 }
+            return count
+        }
+        try await eventually("the reader to wait for its second snapshot") { clock.sleeperCount >= 1 }
+        _ = await queue.shutdown(gracePeriod: .zero)
+        clock.advance(by: .seconds(1))
+        #expect(try await withTimeout { await reader.value } == 1)
+
+        let other = makeQueue(clock: ManualClock())
+        let cancelled = Task { await other.statisticsUpdates(every: .seconds(1)).reduce(0) { count, _ in count + 1 } }
+        cancelled.cancel()
+        #expect(try await withTimeout { await cancelled.value } <= 1)
+    }
+
     @Test func brokerStatistics_findASubscriptionInOneLookUp() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("orders", of: Int.self)
