@@ -295,11 +295,9 @@ extension Topic {
         concurrency: Int = 1,
         maxLease: Duration = .seconds(600)
     ) async throws -> Consumer<Payload> {
-        let consumer = try await makeConsumer(
-            subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
-        ) { delivery in
-            try await handler.handle(delivery.message)
-        }
+        let consumer = try await self.consumer(
+            subscription: subscription, acknowledgement: acknowledgement, with: handler, concurrency: concurrency,
+            maxLease: maxLease)
         consumer.startInBroker()
         return consumer
     }
@@ -314,11 +312,9 @@ extension Topic {
         concurrency: Int = 1,
         maxLease: Duration = .seconds(600)
     ) async throws -> Consumer<Payload> {
-        let consumer = try await makeConsumer(
-            subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency, maxLease: maxLease
-        ) { delivery in
-            try await handler.handle(delivery)
-        }
+        let consumer = try await self.consumer(
+            subscription: subscription, acknowledgement: acknowledgement, with: handler, concurrency: concurrency,
+            maxLease: maxLease)
         consumer.startInBroker()
         return consumer
     }
@@ -331,12 +327,9 @@ extension Topic {
         concurrency: Int = 1,
         _ body: @escaping @Sendable (Message<Payload>) async throws -> Void
     ) async throws -> Consumer<Payload> {
-        let consumer = try await makeConsumer(
-            subscription: subscription, acknowledgement: acknowledgement, concurrency: concurrency,
-            maxLease: .seconds(600)
-        ) { delivery in
-            try await body(delivery.message)
-        }
+        let consumer = try await self.consumer(
+            subscription: subscription, acknowledgement: acknowledgement, with: ClosureHandler(body),
+            concurrency: concurrency)
         consumer.startInBroker()
         return consumer
     }

@@ -108,6 +108,24 @@ extension TopicStateMachine {
         }
     }
 
+    /// Takes a live in-flight delivery out for a nack or a rejection: `nil` when there is nothing
+    /// to settle (an automatic subscription), the reason when it is not live.
+    mutating func takeLiveDelivery(
+        _ id: SubscriptionID,
+        tag: UInt64,
+        now: Duration,
+        effects: inout Effects
+    ) -> Result<(index: Int, entry: InFlight)?, OpenQError> {
+        if let index = index(of: id), !subscriptions[index].tracksDeliveries { return .success(nil) }
+        switch liveDelivery(id, tag: tag, now: now, effects: &effects) {
+        case .failure(let error):
+            return .failure(error)
+        case .success(let index):
+            guard let entry = subscriptions[index].inFlight.removeValue(forKey: tag) else { return .success(nil) }
+            return .success((index, entry))
+        }
+    }
+
     mutating func nack(
         _ id: SubscriptionID,
         tag: UInt64,
@@ -116,14 +134,12 @@ extension TopicStateMachine {
         now: Duration
     ) -> (Result<Void, OpenQError>, Effects) {
         var effects = Effects()
-        if let index = index(of: id), !subscriptions[index].tracksDeliveries { return (.success(()), effects) }
-        switch liveDelivery(id, tag: tag, now: now, effects: &effects) {
+        switch takeLiveDelivery(id, tag: tag, now: now, effects: &effects) {
         case .failure(let error):
             return (.failure(error), effects)
-        case .success(let index):
-            guard var entry = subscriptions[index].inFlight.removeValue(forKey: tag) else {
-                return (.success(()), effects)
-            }
+        case .success(nil):
+            return (.success(()), effects)
+        case .success(.some((let index, var entry))):
             subscriptions[index].counters.nacked += 1
             entry.pending.lastError = error ?? entry.pending.lastError
             let delay =
@@ -141,14 +157,12 @@ extension TopicStateMachine {
         now: Duration
     ) -> (Result<Void, OpenQError>, Effects) {
         var effects = Effects()
-        if let index = index(of: id), !subscriptions[index].tracksDeliveries { return (.success(()), effects) }
-        switch liveDelivery(id, tag: tag, now: now, effects: &effects) {
+        switch takeLiveDelivery(id, tag: tag, now: now, effects: &effects) {
         case .failure(let error):
             return (.failure(error), effects)
-        case .success(let index):
-            guard var entry = subscriptions[index].inFlight.removeValue(forKey: tag) else {
-                return (.success(()), effects)
-            }
+        case .success(nil):
+            return (.success(()), effects)
+        case .success(.some((let index, var entry))):
             entry.pending.lastError = reason
             deadLetter(entry.pending, from: index, reason: "rejected", now: now, effects: &effects)
             serveBlockedPublishers(now: now, effects: &effects)
