@@ -70,7 +70,7 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
     /// deleted, or the broker shut down). Stopping cancels the running handlers; a handler that
     /// ends with `CancellationError` has its delivery made visible again at once.
     ///
-    /// Use it with a consumer made by ``Topic/consumer(subscription:acknowledgement:with:concurrency:maxLease:)``;
+    /// Use it with a consumer made by `Topic.consumer(subscription:acknowledgement:with:concurrency:maxLease:)`;
     /// one from `consume(...)` runs already.
     /// - Throws: ``OpenQError/Code/invalidConfiguration`` when the consumer runs or ran already.
     public func run() async throws {
@@ -277,7 +277,7 @@ extension Topic {
     /// The consumer runs at once, in the broker's background loop (see ``MessageQueue/run()``),
     /// until ``Consumer/stop()``, its subscription's removal or the broker's shutdown. To run it
     /// in a service group instead, make it with
-    /// ``consumer(subscription:acknowledgement:with:concurrency:maxLease:)`` and hand it to the
+    /// `consumer(subscription:acknowledgement:with:concurrency:maxLease:)` and hand it to the
     /// group.
     /// - Parameters:
     ///   - subscription: the named subscription to read (created if needed, with
@@ -338,7 +338,7 @@ extension Topic {
     /// a swift-service-lifecycle `Service` for a `ServiceGroup` (or call ``Consumer/run()``
     /// yourself). The subscription is created now, so nothing published from now on is missed.
     /// The parameters are those of
-    /// ``consume(subscription:acknowledgement:with:concurrency:maxLease:)``.
+    /// `consume(subscription:acknowledgement:with:concurrency:maxLease:)`.
     ///
     /// ```swift
     /// let billing = try await orders.consumer(subscription: "billing", with: Billing(), concurrency: 4)
