@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // For the OpenQTracing product only; the OpenQ library does not depend on it.
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        // For the OpenQSQLite target only (durable topics, in progress); the OpenQ library does not
+        // depend on it. Links the system SQLite: Debian's libsqlite3-dev.
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         // For the demo's command line only; the OpenQ library does not depend on it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
@@ -42,6 +45,22 @@ let package = Package(
             dependencies: [
                 "OpenQ",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]
+        ),
+        // The durable store's foundation (issue "Durable topics"): not a product until topics use it.
+        .target(
+            name: "OpenQSQLite",
+            dependencies: [
+                "OpenQ",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .testTarget(
+            name: "OpenQSQLiteTests",
+            dependencies: [
+                "OpenQSQLite",
+                "OpenQ",
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .testTarget(
