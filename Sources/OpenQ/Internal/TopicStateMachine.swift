@@ -19,6 +19,23 @@ typealias ConsumerID = UInt64
 ///
 /// Time is a `Duration` since the broker's epoch (the clock reading when the broker was created);
 /// `epoch` converts it to the wall-clock `Date` stamped on messages.
+///
+/// The events, one family per file, each with the partners of a two-phase wait where it can wait:
+///
+/// | file | events |
+/// | --- | --- |
+/// | this file | `addSubscription`, `removeSubscription`, `registerConsumer` |
+/// | `+Publishing` | `publish`, `publishSuspended`, `publishCancelled`, `tryPublish` |
+/// | `+Receiving` | `receive`, `receiveSuspended`, `receiveCancelled`, `consumerEnded` |
+/// | `+Settlement` | `ack`, `nack`, `reject`, `extendVisibility`, `extendLeases` |
+/// | `+Deadlines` | `timerFired`, `processDue` (visibility, delays, long polls, parked publishers) |
+/// | `+Maintenance` | `seek`, `purge`, `drain` / `restore` / `enqueue` (redrive), `acceptDeadLetters`, drain waiters |
+/// | `+Shutdown` | `beginShutdown`, `finish`, idle waiters |
+/// | `+Statistics` | `statistics` |
+///
+/// To add an event: write it as a `mutating func` returning its result and ``Effects`` (never
+/// resume, log or call user code here), add a synchronous test event by state in
+/// `TopicStateMachineTests`, and call it from ``TopicStorage`` through `withState`.
 struct TopicStateMachine {
     typealias Continuation = UnsafeContinuation<WakeResult, Never>
     typealias PublisherContinuation = UnsafeContinuation<PublishReceipt, any Error>

@@ -1,0 +1,47 @@
+import GRDB
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+extension SQLiteStore {
+    /// A payload that no longer decodes, kept as raw bytes with the reason.
+    package struct QuarantinedPayload: Hashable, Sendable {
+        package var topic: String
+        package var sequence: UInt64
+        package var payload: [UInt8]
+        package var reason: String
+        package var quarantinedAtMilliseconds: Int64
+    }
+
+    /// Moves a payload that does not decode into the quarantine, through the group commit.
+    package func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) async throws {
+        let now = Int64((Date().timeIntervalSince1970 * 1_000).rounded())
+        try await committer.commit { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO quarantine (topic, sequence, payload, reason, quarantined_at_ms)
+                    VALUES (?, ?, ?, ?, ?)
+                    """,
+                arguments: [topic, Int64(bitPattern: sequence), Data(payload), reason, now])
+        }
+    }
+
+    /// Everything in the quarantine, oldest first.
+    package func quarantined() throws -> [QuarantinedPayload] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT topic, sequence, payload, reason, quarantined_at_ms FROM quarantine ORDER BY rowid"
+            ).map { row in
+                QuarantinedPayload(
+                    topic: row["topic"],
+                    sequence: UInt64(bitPattern: row["sequence"] as Int64),
+                    payload: [UInt8](row["payload"] as Data),
+                    reason: row["reason"],
+                    quarantinedAtMilliseconds: row["quarantined_at_ms"])
+            }
+        }
+    }
+}
