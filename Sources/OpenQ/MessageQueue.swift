@@ -73,14 +73,19 @@ public actor MessageQueue {
     ///   - configuration: broker-wide settings.
     ///   - clock: the source of time for timeouts, backoff, delays and timestamps. Inject a manual
     ///     clock in tests to make them deterministic. Default `ContinuousClock`.
+    ///   - epoch: the wall-clock date that corresponds to `clock`'s reading now: every
+    ///     ``Message/publishedAt``, dead-letter time and statistics snapshot is this date plus the
+    ///     clock's time since. Default: now. With a manual clock, a fixed date makes them
+    ///     deterministic too.
     ///   - logger: where OpenQ logs; nothing per message above `trace`.
     public init(
         configuration: Configuration = .init(),
         clock: some Clock<Duration> = ContinuousClock(),
+        epoch: Date = Date(),
         logger: Logger = Logger(label: "openq")
     ) {
         self.configuration = configuration
-        self.clock = BrokerClock(clock)
+        self.clock = BrokerClock(clock, epoch: epoch)
         self.driver = BrokerDriver(clock: self.clock)
         self.logger = logger
         self.metrics = MetricsExporter(factory: configuration.metricsFactory ?? MetricsSystem.factory)

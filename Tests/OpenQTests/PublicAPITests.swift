@@ -1,3 +1,4 @@
+import Foundation
 import OpenQTesting
 import Testing
 
@@ -50,6 +51,20 @@ struct PublishReceiptTests {
             return
         }
         #expect(receipt.droppedOlder == 1)
+    }
+
+    @Test func anInjectedEpoch_makesPublishTimesDeterministic() async throws {
+        let clock = ManualClock()
+        let epoch = Date(timeIntervalSince1970: 1_700_000_000)
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil), clock: clock, epoch: epoch)
+        let topic = try await queue.createTopic("t", of: Int.self)
+        let work = try await topic.subscription("w", acknowledgement: .automatic)
+        try await topic.publish(1)
+        clock.advance(by: .milliseconds(1_500))
+        try await topic.publish(2)
+        let times = try await work.receive(max: 2).map(\.message.publishedAt)
+        #expect(times == [epoch, epoch.addingTimeInterval(1.5)])
+        #expect(await queue.statistics().takenAt == epoch.addingTimeInterval(1.5))
     }
 
     @Test func publishContentsOf_takesADelay_andProducersTakePriorityAndDelay() async throws {
