@@ -78,13 +78,13 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
             throw OpenQError.invalidConfiguration(
                 "Consumer of '\(subscription)' runs or ran already; run a consumer once, or use consume(...) alone.")
         }
-        await runStarted()
+        await runStarted(stopsOnGracefulShutdown: true)
     }
 
     /// Starts the consumer as a child task of the broker's background loop (for `consume(...)`).
     func startInBroker() {
         guard begin() else { return }
-        let started = handle.storage.driver.startChild { [self] in await runStarted() }
+        let started = handle.storage.driver.startChild { [self] in await runStarted(stopsOnGracefulShutdown: false) }
         if !started { unregister() }
     }
 
@@ -149,26 +149,36 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// The consumer's life once it began: consume until a stop request (or cancellation, or a
-    /// graceful shutdown) or until the subscription ends, whichever comes first.
-    private func runStarted() async {
-        await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.consume() }
-                group.addTask { await self.waitForStopRequest() }
-                await group.next()
-                group.cancelAll()
-                await group.waitForAll()
+    /// The consumer's life once it began: consume until a stop request (or cancellation) or until
+    /// the subscription ends, whichever comes first. A consumer run as its own service also stops
+    /// on a graceful shutdown; one the broker runs (`consume(...)`) goes on through the broker's
+    /// grace period and ends when the broker finishes its topics.
+    private func runStarted(stopsOnGracefulShutdown: Bool) async {
+        if stopsOnGracefulShutdown {
+            await withGracefulShutdownHandler {
+                await consumeUntilStopped()
+            } onGracefulShutdown: { [lifecycle] in
+                let waiter = lifecycle.withLock { lifecycle -> UnsafeContinuation<Void, Never>? in
+                    lifecycle.stopRequested = true
+                    defer { lifecycle.stopWaiter = nil }
+                    return lifecycle.stopWaiter
+                }
+                waiter?.resume()
             }
-        } onGracefulShutdown: { [lifecycle] in
-            let waiter = lifecycle.withLock { lifecycle -> UnsafeContinuation<Void, Never>? in
-                lifecycle.stopRequested = true
-                defer { lifecycle.stopWaiter = nil }
-                return lifecycle.stopWaiter
-            }
-            waiter?.resume()
+        } else {
+            await consumeUntilStopped()
         }
         end()
+    }
+
+    private func consumeUntilStopped() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.consume() }
+            group.addTask { await self.waitForStopRequest() }
+            await group.next()
+            group.cancelAll()
+            await group.waitForAll()
+        }
     }
 
     private func waitForStopRequest() async {
@@ -275,8 +285,9 @@ extension Topic {
     /// Starts a ``Consumer`` that runs `handler` for each message of a subscription.
     ///
     /// The consumer runs at once, in the broker's background loop (see ``MessageQueue/run()``),
-    /// until ``Consumer/stop()``, its subscription's removal or the broker's shutdown. To run it
-    /// in a service group instead, make it with
+    /// until ``Consumer/stop()``, its subscription's removal or the broker's shutdown; during a
+    /// shutdown it goes on handling through the grace period. To run it in a service group
+    /// instead (where a graceful shutdown stops it before the broker), make it with
     /// `consumer(subscription:acknowledgement:with:concurrency:maxLease:)` and hand it to the
     /// group.
     /// - Parameters:

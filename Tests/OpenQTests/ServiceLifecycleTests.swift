@@ -76,6 +76,30 @@ struct ServiceLifecycleTests {
         #expect(error?.code == .shutDown)
     }
 
+    @Test func aConsumerTheBrokerRuns_finishesItsWorkInTheGracePeriod_ofAGracefulShutdown() async throws {
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil, shutdownGracePeriod: .seconds(30)))
+        let topic = try await queue.createTopic("t", of: Int.self)
+        let probe = try await queue.createTopic("probe", of: Int.self)  // no subscriptions
+        let gate = AsyncGate()
+        let handled = LockedValueBox<[Int]>([])
+        try await testGracefulShutdown { trigger in
+            let running = Task { try await queue.run() }
+            let consumer = try await topic.consume(subscription: "w") { message in
+                await gate.wait()
+                handled.withLock { $0.append(message.payload) }
+            }
+            try await topic.publish(contentsOf: 1...3)
+            try await eventually("a handler to be running") { topic.statistics().subscription("w")?.inFlight == 1 }
+            trigger.triggerGracefulShutdown()
+            try await eventually("publishing to stop") { (try? await probe.publish(9)) == nil }
+            await gate.open()  // the handler finishes during the grace period; the rest follow
+            try await withTimeout(10, "run() to return") { try await running.value }
+            await consumer.wait()
+        }
+        #expect(handled.withLock { $0 } == [1, 2, 3], "nothing was cancelled: every message was handled once")
+        #expect(topic.statistics().subscription("w")?.counters.acked == 3)
+    }
+
     @Test func aStartedConsumer_cannotBeRunAgain_andTheBrokersLoopEndsAtShutdown() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("t", of: Int.self)
