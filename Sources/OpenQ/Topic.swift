@@ -50,9 +50,7 @@ public struct Topic<Payload: Sendable>: Sendable {
         delay: Duration = .zero
     ) async throws -> PublishReceipt {
         try validateDelay(delay)
-        let headers =
-            storage.interceptors.isEmpty
-            ? headers : storage.interceptPublish(headers: headers, priority: priority, count: 1)
+        let headers = storage.publishHeaders(headers, priority: priority, count: 1)
         return try await storage.publish(
             PublishRequest(TypedRecord(payload: payload, headers: headers, priority: priority), delay: delay))
     }
@@ -87,9 +85,7 @@ public struct Topic<Payload: Sendable>: Sendable {
         try validateDelay(delay)
         let payloads = Array(payloads)
         guard !payloads.isEmpty else { return storage.emptyReceipt() }
-        let headers =
-            storage.interceptors.isEmpty
-            ? headers : storage.interceptPublish(headers: headers, priority: priority, count: payloads.count)
+        let headers = storage.publishHeaders(headers, priority: priority, count: payloads.count)
         return try await storage.publish(
             PublishRequest(TypedRecord(payloads: payloads, headers: headers, priority: priority), delay: delay))
     }
@@ -101,9 +97,7 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// `dropOldest` subscription dropped an older message to make room.
     @inlinable
     public func tryPublish(_ payload: Payload, headers: [String: String] = [:], priority: Int = 0) -> PublishResult {
-        let headers =
-            storage.interceptors.isEmpty
-            ? headers : storage.interceptPublish(headers: headers, priority: priority, count: 1)
+        let headers = storage.publishHeaders(headers, priority: priority, count: 1)
         return storage.tryPublish(PublishRequest(TypedRecord(payload: payload, headers: headers, priority: priority)))
     }
 
@@ -132,7 +126,7 @@ public struct Topic<Payload: Sendable>: Sendable {
         try validatePrefetch(prefetch)
         let configuration = SubscriptionConfiguration(acknowledgement: .automatic, start: start, backlog: backlog)
         let handle = try SubscriptionHandle.anonymous(on: storage, configuration: configuration)
-        return MessageStream(source: StreamSource(handle), prefetch: prefetch)
+        return MessageStream(source: StreamSource(handle, configuration: configuration), prefetch: prefetch)
     }
 
     /// Creates the named subscription, or returns it if it exists with the same configuration.

@@ -10,19 +10,10 @@ final class SubscriptionHandle: Sendable {
     @usableFromInline let id: SubscriptionID
     let removeWhenReleased: Bool
 
-    /// The configuration the subscription was created with (kept for a stream's next iteration).
-    let configuration: SubscriptionConfiguration
-
-    init(
-        storage: TopicStorage,
-        id: SubscriptionID,
-        removeWhenReleased: Bool,
-        configuration: SubscriptionConfiguration = .init()
-    ) {
+    init(storage: TopicStorage, id: SubscriptionID, removeWhenReleased: Bool) {
         self.storage = storage
         self.id = id
         self.removeWhenReleased = removeWhenReleased
-        self.configuration = configuration
     }
 
     deinit {
@@ -38,7 +29,7 @@ final class SubscriptionHandle: Sendable {
         let id = try storage.withState { state, now in
             (state.addSubscription(name: name, configuration: configuration, isAnonymous: true, now: now), Effects())
         }.get()
-        return SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true, configuration: configuration)
+        return SubscriptionHandle(storage: storage, id: id, removeWhenReleased: true)
     }
 
     /// The subscription's name, or `nil` once it was removed.
@@ -125,9 +116,14 @@ final class SubscriptionHandle: Sendable {
 @usableFromInline
 final class StreamSource: Sendable {
     private let handle: LockedValueBox<SubscriptionHandle>
+    /// The configuration of the stream's subscriptions; later ones start at the latest message.
+    private let configuration: SubscriptionConfiguration
 
-    init(_ handle: SubscriptionHandle) {
+    init(_ handle: SubscriptionHandle, configuration: SubscriptionConfiguration) {
         self.handle = LockedValueBox(handle)
+        var configuration = configuration
+        configuration.start = .latest
+        self.configuration = configuration
     }
 
     /// The subscription of the latest iteration (or of `subscribe()`).
@@ -145,8 +141,6 @@ final class StreamSource: Sendable {
             let storage = handle.storage
             let id = handle.id
             guard storage.state.withLock({ $0.subscription(id) == nil }) else { return handle }
-            var configuration = handle.configuration
-            configuration.start = .latest
             guard let fresh = try? SubscriptionHandle.anonymous(on: storage, configuration: configuration) else {
                 return handle
             }

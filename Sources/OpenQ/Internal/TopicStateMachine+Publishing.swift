@@ -51,7 +51,7 @@ extension TopicStateMachine {
             return (receipt.droppedNew > 0 ? .dropped(receipt) : .enqueued(receipt), effects)
         case .mustWait(let id):
             pendingPublishers[id] = nil
-            counters.rejected += Self.messageCount(CollectionOfOne(request))
+            counters.rejected += request.record.count
             return (.rejected, effects)
         case .failed(let error):
             return (error.code == .topicFull ? .rejected : .failed(error), effects)

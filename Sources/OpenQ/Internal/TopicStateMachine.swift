@@ -187,8 +187,6 @@ struct TopicStateMachine {
     var subscriptions: [SubscriptionState] = []
     var nextSubscriptionID: SubscriptionID = 1
     var nextSequence: UInt64 = 1
-    /// The sequence number the next published message gets.
-    var nextSequenceNumber: UInt64 { nextSequence }
     var nextWaiterID: UInt64 = 1
     var nextConsumerID: ConsumerID = 1
     var nextPublisherID: UInt64 = 1

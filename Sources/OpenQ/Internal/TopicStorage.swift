@@ -113,7 +113,7 @@ final class TopicStorage: Sendable {
     @usableFromInline
     func emptyReceipt() -> PublishReceipt {
         state.withLock { state in
-            PublishReceipt(firstID: .unassigned, firstSequenceNumber: state.nextSequenceNumber, count: 0)
+            PublishReceipt(firstID: .unassigned, firstSequenceNumber: state.nextSequence, count: 0)
         }
     }
 
