@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "OpenQTesting", targets: ["OpenQTesting"]),
         // Distributed tracing of messages from publish to handling (swift-distributed-tracing).
         .library(name: "OpenQTracing", targets: ["OpenQTracing"]),
+        // Durable topics on an embedded SQLite file (GRDB); links the system SQLite.
+        .library(name: "OpenQSQLite", targets: ["OpenQSQLite"]),
         .executable(name: "openq-demo", targets: ["openq-demo"]),
     ],
     dependencies: [
@@ -19,8 +21,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // For the OpenQTracing product only; the OpenQ library does not depend on it.
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
-        // For the OpenQSQLite target only (durable topics, in progress); the OpenQ library does not
-        // depend on it. Links the system SQLite: Debian's libsqlite3-dev.
+        // For the OpenQSQLite product only (durable topics); the OpenQ library does not depend on
+        // it. Links the system SQLite: Debian's libsqlite3-dev.
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         // For the demo's command line only; the OpenQ library does not depend on it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -47,7 +49,7 @@ let package = Package(
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
-        // The durable store's foundation (issue "Durable topics"): not a product until topics use it.
+        // Durable topics: the SQLite store, its journal (group commit) and recovery.
         .target(
             name: "OpenQSQLite",
             dependencies: [
@@ -55,11 +57,18 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // The child process the crash tests kill with SIGKILL (not a product).
+        .executableTarget(
+            name: "openq-crash-child",
+            dependencies: ["OpenQ", "OpenQSQLite"],
+            path: "Tests/CrashChild"
+        ),
         .testTarget(
             name: "OpenQSQLiteTests",
             dependencies: [
                 "OpenQSQLite",
                 "OpenQ",
+                "OpenQTesting",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),

@@ -42,7 +42,9 @@ public struct Delivery<Payload: Sendable>: Sendable {
     ///   ``OpenQError/Code/receiptAlreadySettled`` on a second settlement.
     @inlinable
     public nonisolated(nonsending) func ack() async throws {
+        let mark = storage.isDurable ? storage.journalMark : 0
         try storage.ack(subscriptionID, tag: tag)
+        if storage.isDurable { try await storage.syncJournal(since: mark) }
     }
 
     /// Negatively acknowledges the delivery: the message becomes visible again after `retryAfter`,
@@ -53,7 +55,9 @@ public struct Delivery<Payload: Sendable>: Sendable {
     ///   - error: a description kept for the dead-letter headers.
     @inlinable
     public nonisolated(nonsending) func nack(retryAfter: Duration? = nil, error: String? = nil) async throws {
+        let mark = storage.isDurable ? storage.journalMark : 0
         try storage.nack(subscriptionID, tag: tag, retryAfter: retryAfter, error: error)
+        if storage.isDurable { try await storage.syncJournal(since: mark) }
     }
 
     /// Sets the delivery's visibility timeout to `duration` from now, for work that takes longer
@@ -66,6 +70,8 @@ public struct Delivery<Payload: Sendable>: Sendable {
     /// Sends the message straight to the dead-letter topic, with `reason` in its headers.
     @inlinable
     public nonisolated(nonsending) func reject(reason: String) async throws {
+        let mark = storage.isDurable ? storage.journalMark : 0
         try storage.reject(subscriptionID, tag: tag, reason: reason)
+        if storage.isDurable { try await storage.syncJournal(since: mark) }
     }
 }

@@ -27,6 +27,18 @@ public struct MessageID: Hashable, Sendable, Comparable, CustomStringConvertible
     static func allocate(count: Int = 1) -> UInt64 {
         next.add(UInt64(count), ordering: .relaxed).oldValue
     }
+
+    /// Makes the next id at least `first`: a broker reopening a store continues after the ids its
+    /// messages used.
+    static func advance(past first: UInt64) {
+        var current = next.load(ordering: .relaxed)
+        while current < first {
+            let (exchanged, original) = next.compareExchange(
+                expected: current, desired: first, ordering: .relaxed)
+            if exchanged { return }
+            current = original
+        }
+    }
 }
 
 /// A message as stored in a topic and handed to consumers.

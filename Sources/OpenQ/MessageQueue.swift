@@ -67,6 +67,8 @@ public actor MessageQueue {
     let driver: BrokerDriver
     private var metricsScheduled = false
     private var seeds: SplitMix64
+    /// The store of durable topics; `nil` for a broker without storage.
+    package let store: (any DurableStore)?
 
     /// Creates a broker.
     /// - Parameters:
@@ -84,6 +86,53 @@ public actor MessageQueue {
         epoch: Date = Date(),
         logger: Logger = Logger(label: "openq")
     ) {
+        self.init(configuration: configuration, clock: clock, epoch: epoch, logger: logger, store: nil)
+    }
+
+    /// Creates a broker whose durable topics live in `storage`, and takes ownership of the store.
+    ///
+    /// ```swift
+    /// import OpenQSQLite
+    ///
+    /// let queue = try await MessageQueue(storage: .sqlite(path: "data/openq.sqlite"))
+    /// let jobs = try await queue.createTopic("jobs", of: Job.self, configuration: .init(durability: .durable))
+    /// ```
+    ///
+    /// Topics are durable only when their configuration says ``Durability/durable``; one broker
+    /// holds durable and in-memory topics side by side. Declaring a durable topic again after a
+    /// restart brings back what it held (see the article <doc:DurableTopics>). ``shutdown(gracePeriod:)``
+    /// commits what is pending and releases the store.
+    /// - Parameters:
+    ///   - storage: where durable topics live, such as `.sqlite(path:)` from `OpenQSQLite`.
+    ///   - configuration: broker-wide settings.
+    ///   - clock: the source of time, as in ``init(configuration:clock:epoch:logger:)``.
+    ///   - epoch: the wall-clock date of the clock's reading now. It also places stored times
+    ///     (delays, retry backoffs) on the clock after a restart: inject both to test recovery
+    ///     without sleeping.
+    ///   - logger: where OpenQ logs.
+    /// - Throws: ``OpenQError/Code/storeInUse`` when another broker, in this process or another,
+    ///   owns the store; ``OpenQError/Code/storageFailed`` when it cannot be opened.
+    public init(
+        storage: Storage,
+        configuration: Configuration = .init(),
+        clock: some Clock<Duration> = ContinuousClock(),
+        epoch: Date = Date(),
+        logger: Logger = Logger(label: "openq")
+    ) async throws {
+        let store = try storage.open()
+        // Message ids continue after the stored ones: an id is never reused.
+        MessageID.advance(past: store.nextMessageID)
+        self.init(configuration: configuration, clock: clock, epoch: epoch, logger: logger, store: store)
+    }
+
+    private init(
+        configuration: Configuration,
+        clock: some Clock<Duration>,
+        epoch: Date,
+        logger: Logger,
+        store: (any DurableStore)?
+    ) {
+        self.store = store
         self.configuration = configuration
         self.clock = BrokerClock(clock, epoch: epoch)
         self.driver = BrokerDriver(clock: self.clock)
@@ -126,6 +175,87 @@ public actor MessageQueue {
         of type: Payload.Type = Payload.self,
         configuration: TopicConfiguration = .init()
     ) throws -> Topic<Payload> {
+        if configuration.durability == .durable {
+            throw OpenQError.invalidConfiguration(
+                "Topic '\(name)' is durable, but its payload \(Payload.self) is not Codable: make it Codable, or "
+                    + "pass a PayloadCodec with createTopic(_:of:configuration:codec:).")
+        }
+        return try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: nil)
+    }
+
+    /// Creates a topic for a `Codable` payload type, or returns the existing one when it was
+    /// created with the same type and configuration.
+    ///
+    /// As ``createTopic(_:of:configuration:)-7ffk7``; a ``Durability/durable`` topic stores its payloads as
+    /// JSON (`Data` and `[UInt8]` as they are), and on a restart brings back what the store holds
+    /// for it.
+    /// - Throws: as the other overload; for a durable topic also
+    ///   ``OpenQError/Code/invalidConfiguration`` when the broker has no storage,
+    ///   ``OpenQError/Code/payloadTypeMismatch`` or ``OpenQError/Code/topicAlreadyExists`` when the
+    ///   store holds the topic with another payload type or configuration,
+    ///   ``OpenQError/Code/storageFailed``.
+    public func createTopic<Payload: Codable & Sendable>(
+        _ name: String,
+        of type: Payload.Type = Payload.self,
+        configuration: TopicConfiguration = .init()
+    ) throws -> Topic<Payload> {
+        guard configuration.durability == .durable else {
+            return try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: nil)
+        }
+        return try createTopic(name, of: type, configuration: configuration, codec: defaultCodec(for: Payload.self))
+    }
+
+    /// Creates a topic whose payloads a durable store keeps through `codec`, or returns the
+    /// existing one when it was created with the same type and configuration.
+    ///
+    /// ```swift
+    /// let events = try await queue.createTopic(
+    ///     "events", of: String.self, configuration: .init(durability: .durable), codec: Utf8Codec())
+    /// ```
+    /// - Throws: as ``createTopic(_:of:configuration:)-7ffk7``.
+    public func createTopic<Payload: Sendable>(
+        _ name: String,
+        of type: Payload.Type = Payload.self,
+        configuration: TopicConfiguration = .init(),
+        codec: some PayloadCodec<Payload>
+    ) throws -> Topic<Payload> {
+        guard configuration.durability == .durable else {
+            return try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: nil)
+        }
+        guard let store else {
+            throw OpenQError.invalidConfiguration(
+                "Topic '\(name)' is durable, but the broker has no storage: create it with "
+                    + "MessageQueue(storage: .sqlite(path:)) from OpenQSQLite.")
+        }
+        let binding = DurableBinding(store: store) { record, index in
+            try codec.encode(unsafeDowncast(record, to: TypedRecord<Payload>.self).payload(at: index))
+        }
+        let setup = DurableSetup(binding: binding) { row, topic in
+            let payload = try codec.decode(row.payload)
+            let record: TypedRecord<Payload>
+            if let originTopic = row.originTopic, let originSequence = row.originSequence,
+                let originPublishedAt = row.originPublishedAt
+            {
+                record = DeadLetterRecord(
+                    payload: payload, headers: row.headers, priority: row.priority, id: MessageID(rawValue: row.id),
+                    origin: MessageOrigin(
+                        topic: originTopic, sequenceNumber: originSequence, publishedAt: originPublishedAt))
+            } else {
+                record = TypedRecord(
+                    payload: payload, headers: row.headers, priority: row.priority, id: MessageID(rawValue: row.id))
+            }
+            record.stamp(firstID: row.id, topic: topic, firstSequence: row.sequence, publishedAt: row.publishedAt)
+            return record
+        }
+        return try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: setup)
+    }
+
+    private func createTopic<Payload: Sendable>(
+        _ name: String,
+        payloadType: Payload.Type,
+        configuration: TopicConfiguration,
+        durable: DurableSetup?
+    ) throws -> Topic<Payload> {
         try validateName(name, kind: "topic")
         try configuration.validate()
         guard !isShutDown else { throw OpenQError.shutDown("The message queue") }
@@ -141,7 +271,8 @@ public actor MessageQueue {
         }
         var deadLetterTarget: TopicStorage?
         if configuration.deadLetter.maxDeliveries != nil {
-            deadLetterTarget = try deadLetterTopic(for: name, payloadType: Payload.self, configuration: configuration)
+            deadLetterTarget = try deadLetterTopic(
+                for: name, payloadType: Payload.self, configuration: configuration, durable: durable)
         }
         let storage = TopicStorage(
             name: name,
@@ -153,8 +284,10 @@ public actor MessageQueue {
             deadLetterTarget: deadLetterTarget,
             seed: seeds.next(),
             parkedPublisherWarning: self.configuration.parkedPublisherWarning,
-            interceptors: self.configuration.interceptors
+            interceptors: self.configuration.interceptors,
+            durable: durable?.binding
         )
+        if let durable { try durable.open(storage) }
         topics[name] = storage
         startMetricsIfNeeded()
         logger.debug("Created topic", metadata: ["topic": "\(name)", "payload": "\(Payload.self)"])
@@ -164,7 +297,8 @@ public actor MessageQueue {
     private func deadLetterTopic(
         for name: String,
         payloadType: Any.Type,
-        configuration: TopicConfiguration
+        configuration: TopicConfiguration,
+        durable: DurableSetup?
     ) throws -> TopicStorage {
         let deadLetterName = configuration.deadLetter.topicName ?? "\(name).dlq"
         guard configuration.deadLetter.topicName != nil || deadLetterName.utf8.count <= 255 else {
@@ -189,6 +323,11 @@ public actor MessageQueue {
                         + "name another dead-letter topic in DeadLetterPolicy.after(deliveries:topic:)."
                 )
             }
+            guard existing.isDurable || durable == nil else {
+                throw OpenQError.invalidConfiguration(
+                    "Durable topic '\(name)' cannot dead-letter into the in-memory topic '\(deadLetterName)': its "
+                        + "dead letters would not survive a restart. Name another dead-letter topic.")
+            }
             storage = existing
         } else {
             storage = TopicStorage(
@@ -198,7 +337,8 @@ public actor MessageQueue {
                     capacity: configuration.deadLetter.capacity,
                     overflow: .dropOldest,
                     deadLetter: .disabled,
-                    retryBackoff: configuration.retryBackoff
+                    retryBackoff: configuration.retryBackoff,
+                    durability: configuration.durability
                 ),
                 clock: clock,
                 driver: driver,
@@ -206,8 +346,10 @@ public actor MessageQueue {
                 deadLetterTarget: nil,
                 seed: seeds.next(),
                 parkedPublisherWarning: self.configuration.parkedPublisherWarning,
-                interceptors: self.configuration.interceptors
+                interceptors: self.configuration.interceptors,
+                durable: durable?.binding
             )
+            if let durable { try durable.open(storage) }
         }
         try storage.ensureSubscription(
             DeadLetterPolicy.subscriptionName, configuration: .init(acknowledgement: .manual))
@@ -232,6 +374,14 @@ public actor MessageQueue {
     /// Every topic's storage, for tests.
     func storagesForTesting() -> [TopicStorage] { Array(topics.values) }
 
+    /// The topics the broker's store holds (name, payload type name, configuration), so that a
+    /// process such as a server can reopen topics it did not declare in code. Empty for a broker
+    /// without storage.
+    /// - Throws: ``OpenQError/Code/storageFailed``.
+    public func storedTopics() throws -> [StoredTopic] {
+        try store?.storedTopics() ?? []
+    }
+
     /// The names of all topics, sorted.
     public func topicNames() -> [String] {
         topics.keys.sorted()
@@ -244,7 +394,7 @@ public actor MessageQueue {
     /// - Throws: ``OpenQError/Code/topicNotFound``; ``OpenQError/Code/topicInUse`` for the
     ///   dead-letter topic of a live topic (delete that topic first).
     @discardableResult
-    public func deleteTopic(_ name: String) throws -> TopicStatistics {
+    public func deleteTopic(_ name: String) async throws -> TopicStatistics {
         guard let storage = topics[name] else { throw OpenQError.topicNotFound(name) }
         if let user = topics.values.first(where: { $0.deadLetterTopicName == name }) {
             throw OpenQError(
@@ -256,6 +406,11 @@ public actor MessageQueue {
         storage.finish()
         metrics.forget(topic: name)
         let statistics = storage.statistics()
+        if storage.isDurable, let store {
+            let mark = store.journalMark
+            store.deleteTopic(name)
+            try await store.sync(since: mark)
+        }
         logger.debug("Deleted topic", metadata: ["topic": "\(name)"])
         return statistics
     }
@@ -268,11 +423,13 @@ public actor MessageQueue {
     /// to keep a bound.
     /// - Returns: how many messages moved.
     @discardableResult
-    public func redrive(from deadLetterTopic: String, max: Int = .max) throws -> Int {
+    public func redrive(from deadLetterTopic: String, max: Int = .max) async throws -> Int {
         guard let storage = topics[deadLetterTopic] else { throw OpenQError.topicNotFound(deadLetterTopic) }
         guard max >= 1 else { throw OpenQError.invalidConfiguration("redrive(max:) needs max ≥ 1; it was \(max).") }
         let topics = self.topics
+        let mark = store?.journalMark ?? 0
         let moved = storage.redrive(max: max) { topics[$0] }
+        try await store?.sync(since: mark)
         logger.info("Redrove dead letters", metadata: ["deadLetterTopic": "\(deadLetterTopic)", "count": "\(moved)"])
         return moved
     }
@@ -383,6 +540,8 @@ public actor MessageQueue {
         }
         metrics.export(statistics())
         driver.finish()
+        // Commit what is pending and release the store, so another broker can open it.
+        await store?.close()
         let report = report()
         if report.unacknowledged > 0 || report.undelivered > 0 {
             logger.warning(
@@ -484,5 +643,26 @@ public struct ShutdownReport: Hashable, Sendable {
         self.undelivered = statistics.topics.reduce(0) { total, topic in
             total + topic.subscriptions.reduce(0) { $0 + $1.depth + $1.scheduled }
         }
+    }
+}
+
+/// What a durable topic needs from its typed creator: how to encode its payloads, and how to turn
+/// a stored row back into a record of its payload type.
+struct DurableSetup {
+    let binding: DurableBinding
+    let makeRecord: (StoredMessageRow, String) throws -> MessageRecord
+
+    init(binding: DurableBinding, makeRecord: @escaping (StoredMessageRow, String) throws -> MessageRecord) {
+        self.binding = binding
+        self.makeRecord = makeRecord
+    }
+
+    /// Registers the topic in the store, or brings back what the store holds for it.
+    func open(_ storage: TopicStorage) throws(OpenQError) {
+        let recovered = try binding.store.openTopic(
+            name: storage.name, payloadType: String(reflecting: storage.payloadType),
+            configuration: storage.configuration)
+        let name = storage.name
+        try storage.recover(recovered) { row in try makeRecord(row, name) }
     }
 }

@@ -28,6 +28,9 @@ public struct OpenQError: Error, Hashable, Sendable, CustomStringConvertible {
             case subscriptionAlreadyExists
             case shutDown
             case invalidConfiguration
+            case storeInUse
+            case storageFailed
+            case unsupportedOperation
         }
 
         private let value: Value
@@ -58,6 +61,15 @@ public struct OpenQError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let shutDown = Self(.shutDown)
         /// A configuration value is out of range: a zero or negative capacity, timeout or attempt count.
         public static let invalidConfiguration = Self(.invalidConfiguration)
+        /// Another broker, in this process or another, owns the store: one broker opens a store at
+        /// a time. Shut the other one down first, or use another file.
+        public static let storeInUse = Self(.storeInUse)
+        /// The durable store failed (SQLite reported an error: a full disk, a read-only or corrupt
+        /// file) or a payload could not be encoded. The message names the cause.
+        public static let storageFailed = Self(.storageFailed)
+        /// The call cannot do what it promises on this topic, such as ``Topic/tryPublish(_:headers:priority:)``
+        /// on a durable topic, which would have to wait for a commit.
+        public static let unsupportedOperation = Self(.unsupportedOperation)
 
         /// A readable description.
         public var description: String { "\(value)" }

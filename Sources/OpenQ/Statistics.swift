@@ -49,6 +49,7 @@ struct TopicCounters: Hashable, Sendable {
     var published = 0
     var rejected = 0
     var unrouted = 0
+    var quarantined = 0
 }
 
 /// A snapshot of one subscription.
@@ -94,6 +95,10 @@ public struct TopicStatistics: Hashable, Sendable {
     public var totals: SubscriptionCounters
     /// One entry per live subscription.
     public var subscriptions: [SubscriptionStatistics]
+    /// Stored messages of a durable topic whose payload no longer decoded when the topic was
+    /// opened (its type changed): kept as raw bytes with the reason in the store's quarantine,
+    /// never delivered. Always 0 for an in-memory topic.
+    public var quarantined: Int = 0
 
     /// Messages waiting over all subscriptions.
     public var depth: Int { subscriptions.reduce(0) { $0 + $1.depth } }

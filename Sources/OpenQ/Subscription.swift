@@ -82,7 +82,16 @@ public struct Subscription<Payload: Sendable>: Sendable {
         var tags: [UInt64] = []
         tags.reserveCapacity(deliveries.count)
         for delivery in deliveries where isOwn(delivery) { tags.append(delivery.tag) }
+        let mark = storage.isDurable ? storage.journalMark : 0
         let results = tags.isEmpty ? [] : storage.ack(id, tags: tags)
+        if storage.isDurable, !tags.isEmpty {
+            do throws(OpenQError) {
+                try await storage.syncJournal(since: mark)
+            } catch {
+                // Not committed: none of them counts as acknowledged to the caller.
+                return deliveries.map { ($0, error) }
+            }
+        }
         if tags.count == deliveries.count, !results.contains(where: { $0 != nil }) { return [] }
         // Report in the caller's order.
         var failures: [(delivery: Delivery<Payload>, error: OpenQError)] = []
@@ -104,7 +113,10 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// - Returns: how many messages were removed.
     @discardableResult
     public nonisolated(nonsending) func purge() async throws -> Int {
-        try handle.storage.withState { state, now in state.purge(handle.id, now: now) }.get()
+        let mark = handle.storage.journalMark
+        let removed = try handle.storage.withState { state, now in state.purge(handle.id, now: now) }.get()
+        try await handle.storage.syncJournal(since: mark)
+        return removed
     }
 
     /// Moves the subscription to another position in the topic's retained messages: messages
@@ -113,7 +125,11 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// - Returns: how many retained messages were enqueued.
     @discardableResult
     public nonisolated(nonsending) func seek(to position: StartPosition) async throws -> Int {
-        try handle.storage.withState { state, now in state.seek(handle.id, to: position, now: now) }.get()
+        let mark = handle.storage.journalMark
+        let enqueued = try handle.storage.withState { state, now in state.seek(handle.id, to: position, now: now) }
+            .get()
+        try await handle.storage.syncJournal(since: mark)
+        return enqueued
     }
 
     /// Waits until the subscription holds nothing: no message waiting, delayed or in flight (for
@@ -144,6 +160,8 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// Removes the subscription, as ``Topic/unsubscribe(_:)``: its waiting messages are purged
     /// (counted) and its consumers' sequences end. Deleting it again does nothing.
     public nonisolated(nonsending) func delete() async {
+        let mark = handle.storage.journalMark
         handle.remove()
+        try? await handle.storage.syncJournal(since: mark)
     }
 }

@@ -11,8 +11,8 @@
 /// | ``automatic`` | at most once | it is handed to a consumer |
 /// | ``afterHandling`` | at least once | the handler returns (a throw is a nack) |
 /// | ``manual(visibilityTimeout:)`` | at least once | the consumer calls ``Delivery/ack()`` |
-public struct AcknowledgementMode: Hashable, Sendable, CustomStringConvertible {
-    enum Kind: Hashable, Sendable {
+public struct AcknowledgementMode: Hashable, Sendable, Codable, CustomStringConvertible {
+    enum Kind: Hashable, Sendable, Codable {
         case automatic
         case afterHandling
         case manual
@@ -60,7 +60,7 @@ public struct AcknowledgementMode: Hashable, Sendable, CustomStringConvertible {
 /// Where a new subscription starts reading, or where ``Subscription/seek(to:)`` moves it.
 ///
 /// Positions other than ``latest`` read from the topic's ``Retention``.
-public enum StartPosition: Hashable, Sendable {
+public enum StartPosition: Hashable, Sendable, Codable {
     /// Only messages published from now on. The default.
     case latest
     /// Every message the topic still retains, then new ones.
@@ -75,7 +75,7 @@ public enum StartPosition: Hashable, Sendable {
 ///
 /// A slow subscriber with `.init(capacity: 1_000, overflow: .dropOldest)` sheds its own oldest
 /// messages instead of making publishers wait for it; the topic's other subscriptions are untouched.
-public struct BacklogLimit: Hashable, Sendable {
+public struct BacklogLimit: Hashable, Sendable, Codable {
     /// The most messages the subscription holds (waiting, delayed and in flight).
     public var capacity: Int
     /// What happens to this subscription's copy of a message when it is full.
@@ -89,7 +89,7 @@ public struct BacklogLimit: Hashable, Sendable {
 }
 
 /// A named subscription's settings.
-public struct SubscriptionConfiguration: Hashable, Sendable {
+public struct SubscriptionConfiguration: Hashable, Sendable, Codable {
     /// When deliveries count as done. Default ``AcknowledgementMode/manual``.
     public var acknowledgement: AcknowledgementMode
     /// Where the subscription starts when it is created. Default ``StartPosition/latest``.

@@ -1,6 +1,6 @@
 /// A named, typed, bounded stream of messages with a set of subscriptions.
 ///
-/// Get one from ``MessageQueue/createTopic(_:of:configuration:)`` or
+/// Get one from ``MessageQueue/createTopic(_:of:configuration:)-7ffk7`` or
 /// ``MessageQueue/topic(_:of:)``. A `Topic` is a cheap handle: copy it freely, across tasks too.
 /// Publishing and consuming never go through the broker actor.
 ///
@@ -31,6 +31,9 @@ public struct Topic<Payload: Sendable>: Sendable {
     ///
     /// When a subscription is full, its ``OverflowPolicy`` decides: `suspend` waits here until
     /// there is room (backpressure), `reject` throws, the drop policies drop and count.
+    ///
+    /// On a durable topic the call returns once the message is committed to the store; publishes
+    /// made at the same time share one commit.
     /// - Parameters:
     ///   - payload: the message's payload.
     ///   - headers: string headers delivered with the message.
@@ -40,7 +43,8 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// - Throws: ``OpenQError/Code/topicFull`` under `reject`; ``OpenQError/Code/shutDown`` after
     ///   shutdown or deletion; ``OpenQError/Code/invalidConfiguration`` for a negative delay;
     ///   `CancellationError` when the task is cancelled while waiting for room (the message is
-    ///   then not published).
+    ///   then not published); ``OpenQError/Code/storageFailed`` on a durable topic when the
+    ///   payload cannot be encoded (nothing is published) or the commit failed.
     @inlinable
     @discardableResult
     public nonisolated(nonsending) func publish(
@@ -95,6 +99,10 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// Under `suspend` a full topic makes this return ``PublishResult/rejected`` instead of waiting.
     /// An accepted message's result carries its ``PublishReceipt``, which says whether a
     /// `dropOldest` subscription dropped an older message to make room.
+    ///
+    /// On a durable topic it returns ``PublishResult/failed(_:)`` with
+    /// ``OpenQError/Code/unsupportedOperation`` and publishes nothing: a durable publish returns
+    /// only once the message is committed, which means waiting. Use ``publish(_:headers:priority:delay:)``.
     @inlinable
     public func tryPublish(_ payload: Payload, headers: [String: String] = [:], priority: Int = 0) -> PublishResult {
         let headers = storage.publishHeaders(headers, priority: priority, count: 1)
@@ -155,7 +163,9 @@ public struct Topic<Payload: Sendable>: Sendable {
     ) async throws -> Subscription<Payload> {
         try validateName(name, kind: "subscription")
         try configuration.validate()
+        let mark = storage.journalMark
         let id = try storage.ensureSubscription(name, configuration: configuration)
+        try await storage.syncJournal(since: mark)
         return Subscription(handle: SubscriptionHandle(storage: storage, id: id, removeWhenReleased: false), name: name)
     }
 
@@ -178,7 +188,9 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// - Throws: ``OpenQError/Code/subscriptionNotFound``.
     public nonisolated(nonsending) func unsubscribe(_ name: String) async throws {
         let subscription = try existingSubscription(name)
+        let mark = storage.journalMark
         subscription.handle.remove()
+        try await storage.syncJournal(since: mark)
     }
 
     // MARK: Maintenance
@@ -188,7 +200,10 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// - Returns: the number of message copies removed from subscriptions.
     @discardableResult
     public nonisolated(nonsending) func purge() async throws -> Int {
-        try storage.withState { state, now in state.purge(nil, now: now) }.get()
+        let mark = storage.journalMark
+        let removed = try storage.withState { state, now in state.purge(nil, now: now) }.get()
+        try await storage.syncJournal(since: mark)
+        return removed
     }
 
     /// A snapshot of this topic's statistics.

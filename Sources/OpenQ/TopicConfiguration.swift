@@ -1,5 +1,5 @@
 /// What a topic does when a publish finds it (or one of its subscriptions) full.
-public enum OverflowPolicy: Hashable, Sendable {
+public enum OverflowPolicy: Hashable, Sendable, Codable {
     /// The publisher waits until there is room: backpressure. The default.
     case suspend
     /// `publish` throws ``OpenQError/Code/topicFull``; nothing is enqueued.
@@ -11,7 +11,7 @@ public enum OverflowPolicy: Hashable, Sendable {
 }
 
 /// How many deliveries a message gets before it moves to the topic's dead-letter topic.
-public struct DeadLetterPolicy: Hashable, Sendable {
+public struct DeadLetterPolicy: Hashable, Sendable, Codable {
     /// The number of deliveries after which an unacknowledged message is dead-lettered, or `nil`
     /// when the topic has no dead-letter topic.
     public let maxDeliveries: Int?
@@ -45,7 +45,7 @@ public struct DeadLetterPolicy: Hashable, Sendable {
 ///
 /// The delay before attempt `n + 1` is `initial × multiplier^(n − 1)`, capped at `maximum`, then
 /// spread by `± jitter` (a fraction) so that failing consumers do not retry in lock-step.
-public struct RetryBackoff: Hashable, Sendable {
+public struct RetryBackoff: Hashable, Sendable, Codable {
     /// The delay after the first failed attempt.
     public var initial: Duration
     /// The largest delay.
@@ -89,7 +89,7 @@ public struct RetryBackoff: Hashable, Sendable {
 ///
 /// Without retention (the default) a topic forgets a message once every subscription is done
 /// with it, and new subscriptions start at the next message published.
-public struct Retention: Hashable, Sendable {
+public struct Retention: Hashable, Sendable, Codable {
     /// Keep at most this many of the latest messages; `nil` for no bound by count.
     public var count: Int?
     /// Keep messages for at most this long; `nil` for no bound by age.
@@ -111,6 +111,23 @@ public struct Retention: Hashable, Sendable {
     var isEnabled: Bool { count != 0 }
 }
 
+/// Whether a topic's messages survive the process.
+///
+/// | level | survives | needs |
+/// | --- | --- | --- |
+/// | ``inMemory`` | nothing: a restart starts empty | nothing |
+/// | ``durable`` | a crash or a restart (and power loss, at the store's default level) | a broker on a store, a `Codable` payload |
+///
+/// See the article <doc:DurableTopics> for what a durable topic commits and when.
+public enum Durability: Hashable, Sendable, Codable {
+    /// The topic lives in the process's memory only: the fastest, gone at exit.
+    case inMemory
+    /// Every state change a caller learns of (publish, receive with its attempt count, ack, nack,
+    /// reject, dead-letter, redrive, purge, subscription create and delete) is committed to the
+    /// broker's store before the call returns.
+    case durable
+}
+
 /// A topic's configuration.
 ///
 /// ```swift
@@ -118,7 +135,7 @@ public struct Retention: Hashable, Sendable {
 ///     "orders", of: OrderPlaced.self,
 ///     configuration: .init(capacity: 10_000, overflow: .suspend, deadLetter: .after(deliveries: 5)))
 /// ```
-public struct TopicConfiguration: Hashable, Sendable {
+public struct TopicConfiguration: Hashable, Sendable, Codable {
     /// The most messages one subscription of the topic holds (waiting, delayed and in flight).
     /// Default 10 000.
     public var capacity: Int
@@ -130,6 +147,10 @@ public struct TopicConfiguration: Hashable, Sendable {
     public var retryBackoff: RetryBackoff
     /// How long messages are kept for replay. Default ``Retention/none``.
     public var retention: Retention
+    /// Whether the topic's messages survive a restart. Default ``Durability/inMemory``;
+    /// ``Durability/durable`` needs a broker opened on a store (``MessageQueue/init(storage:configuration:clock:epoch:logger:)``)
+    /// and a `Codable` payload.
+    public var durability: Durability
 
     /// Creates a configuration; every parameter has the default described on its property.
     public init(
@@ -137,13 +158,15 @@ public struct TopicConfiguration: Hashable, Sendable {
         overflow: OverflowPolicy = .suspend,
         deadLetter: DeadLetterPolicy = .after(deliveries: 5),
         retryBackoff: RetryBackoff = .exponential(),
-        retention: Retention = .none
+        retention: Retention = .none,
+        durability: Durability = .inMemory
     ) {
         self.capacity = capacity
         self.overflow = overflow
         self.deadLetter = deadLetter
         self.retryBackoff = retryBackoff
         self.retention = retention
+        self.durability = durability
     }
 
     func validate() throws(OpenQError) {
@@ -169,6 +192,11 @@ public struct TopicConfiguration: Hashable, Sendable {
         }
         if let age = retention.age, age <= .zero {
             throw .invalidConfiguration("Retention age must be positive; it was \(age).")
+        }
+        if durability == .durable, retention.isEnabled {
+            throw .invalidConfiguration(
+                "A durable topic cannot retain messages for replay yet (retention is in memory only); "
+                    + "use Retention.none, or an in-memory topic.")
         }
     }
 }

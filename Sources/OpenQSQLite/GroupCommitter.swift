@@ -1,26 +1,48 @@
 import GRDB
 import OpenQ
 
-/// Group commit: concurrent writers share one transaction and one fsync.
+/// Group commit: writes appended while a transaction runs share the next one, and its fsync.
 ///
-/// A caller hands its writes in and waits for the commit that holds them. The first caller that
-/// finds no commit running leads: it takes everything pending, commits it in one transaction,
-/// resumes every caller of that commit, and leads again while more arrived meanwhile. No task of
-/// its own, no timer, no fsync per write: under load a commit carries everything that arrived
-/// during the previous one.
+/// Appending never blocks (the broker appends under a topic's lock). One writer task, started when
+/// there is something to commit and ending when nothing is left, commits everything pending in
+/// one transaction per round, in append order, then resumes every caller waiting for a write of
+/// that round. No fsync per write, no timer: under load a transaction carries everything that
+/// arrived during the previous one.
+///
+/// A failed transaction fails the callers waiting for its writes (none of its writes is
+/// committed) and the next round goes on: the store is not left broken by one bad round.
 package final class GroupCommitter: Sendable {
     /// One caller's writes, applied in order inside the shared transaction.
     package typealias Write = @Sendable (Database) throws -> Void
 
+    private struct Waiter {
+        var since: UInt64
+        var through: UInt64
+        var continuation: UnsafeContinuation<Result<Void, OpenQError>, Never>
+    }
+
     private struct State {
-        var nextID: UInt64 = 0
-        var pending: [(id: UInt64, write: Write)] = []
-        var leading = false
-        /// Callers waiting for their commit, and results that came before their caller waited.
-        var waiting: [UInt64: UnsafeContinuation<Result<Void, StoreError>, Never>] = [:]
-        var results: [UInt64: Result<Void, StoreError>] = [:]
+        var pending: [Write] = []
+        /// Writes appended so far, and writes whose transaction ended (committed or failed).
+        var appended: UInt64 = 0
+        var finished: UInt64 = 0
+        /// The writes of the latest failed rounds, and up to which write older failures were
+        /// forgotten (a wait that began before that point is reported as failed: never a false
+        /// success).
+        var failures: [(range: ClosedRange<UInt64>, error: OpenQError)] = []
+        var forgottenThrough: UInt64 = 0
+        var forgottenError: OpenQError?
+        var writing = false
+        var waiters: [Waiter] = []
         var commits = 0
         var writes = 0
+
+        /// The failure of a round holding a write in `since + 1 ... through`, if any.
+        func failure(since: UInt64, through: UInt64) -> OpenQError? {
+            guard through > since else { return nil }
+            if since < forgottenThrough, let forgottenError { return forgottenError }
+            return failures.last { $0.range.upperBound > since && $0.range.lowerBound <= through }?.error
+        }
     }
 
     private let pool: DatabasePool
@@ -30,23 +52,37 @@ package final class GroupCommitter: Sendable {
         self.pool = pool
     }
 
-    /// Commits `write` together with whatever else is pending; returns once it is committed.
-    /// - Throws: ``StoreError/failed(_:)`` when the transaction failed (none of its writes is
-    ///   committed).
-    package func commit(_ write: @escaping Write) async throws {
-        let (id, leads) = state.withLock { state -> (UInt64, Bool) in
-            state.nextID += 1
-            state.pending.append((state.nextID, write))
-            guard !state.leading else { return (state.nextID, false) }
-            state.leading = true
-            return (state.nextID, true)
+    /// How many writes were appended so far: a caller reads it before it makes its writes and
+    /// passes it to ``sync(since:)``.
+    package var mark: UInt64 { state.withLock { $0.appended } }
+
+    /// Appends a write to the next transaction; never blocks.
+    package func append(_ write: @escaping Write) {
+        let startWriter = state.withLock { state -> Bool in
+            state.pending.append(write)
+            state.appended += 1
+            guard !state.writing else { return false }
+            state.writing = true
+            return true
         }
-        if leads { await lead() }
+        if startWriter { Task { await self.writeAll() } }
+    }
+
+    /// Returns once every write appended so far is committed.
+    /// - Parameter since: the ``mark`` read before the caller made its writes: a failed
+    ///   transaction holding any write appended after it fails the wait (so a caller never learns
+    ///   of a success its writes did not have; it may learn of a failure of writes appended
+    ///   meanwhile by others).
+    /// - Throws: ``OpenQError/Code/storageFailed`` when such a transaction failed.
+    package func sync(since: UInt64) async throws(OpenQError) {
         let result = await withUnsafeContinuation {
-            (continuation: UnsafeContinuation<Result<Void, StoreError>, Never>) in
-            let ready = state.withLock { state -> Result<Void, StoreError>? in
-                if let result = state.results.removeValue(forKey: id) { return result }
-                state.waiting[id] = continuation
+            (continuation: UnsafeContinuation<Result<Void, OpenQError>, Never>) in
+            let ready = state.withLock { state -> Result<Void, OpenQError>? in
+                let through = state.appended
+                guard through > state.finished else {
+                    return state.failure(since: since, through: through).map { .failure($0) } ?? .success(())
+                }
+                state.waiters.append(Waiter(since: since, through: through, continuation: continuation))
                 return nil
             }
             if let ready { continuation.resume(returning: ready) }
@@ -54,48 +90,74 @@ package final class GroupCommitter: Sendable {
         try result.get()
     }
 
-    /// Commits what is pending, one transaction per round, until nothing is left. The leader is
+    /// Appends `write` and waits for its commit.
+    package func commit(_ write: @escaping Write) async throws(OpenQError) {
+        let since = mark
+        append(write)
+        try await sync(since: since)
+    }
+
+    /// Commits what is pending, one transaction per round, until nothing is left. The task is
     /// suspended while GRDB's writer commits, so no cooperative thread blocks on the fsync.
-    private func lead() async {
+    private func writeAll() async {
         while true {
-            let batch = state.withLock { state -> [(id: UInt64, write: Write)] in
+            let (batch, last) = state.withLock { state -> ([Write], UInt64) in
                 guard !state.pending.isEmpty else {
-                    state.leading = false
-                    return []
+                    state.writing = false
+                    return ([], 0)
                 }
                 defer { state.pending = [] }
-                return state.pending
+                return (state.pending, state.appended)
             }
             guard !batch.isEmpty else { return }
-            let writes = batch.map(\.write)
-            let result: Result<Void, StoreError>
+            var failure: OpenQError?
             do {
                 try await pool.write { db in
-                    for write in writes { try write(db) }
+                    for write in batch { try write(db) }
                 }
-                result = .success(())
             } catch {
-                result = .failure(.failed("\(error)"))
+                failure = OpenQError.storageFailure(error)
             }
-            let resumed = state.withLock { state -> [UnsafeContinuation<Result<Void, StoreError>, Never>] in
+            let resumed = state.withLock {
+                state -> [(UnsafeContinuation<Result<Void, OpenQError>, Never>, Result<Void, OpenQError>)] in
+                let first = last - UInt64(batch.count) + 1
                 state.commits += 1
                 state.writes += batch.count
-                var resumed: [UnsafeContinuation<Result<Void, StoreError>, Never>] = []
-                for (id, _) in batch {
-                    if let waiter = state.waiting.removeValue(forKey: id) {
-                        resumed.append(waiter)
-                    } else {
-                        state.results[id] = result
+                state.finished = last
+                if let failure {
+                    state.failures.append((first...last, failure))
+                    if state.failures.count > 64 {
+                        let forgotten = state.failures.removeFirst()
+                        state.forgottenThrough = forgotten.range.upperBound
+                        state.forgottenError = forgotten.error
                     }
                 }
+                var resumed: [(UnsafeContinuation<Result<Void, OpenQError>, Never>, Result<Void, OpenQError>)] = []
+                var waiting: [Waiter] = []
+                for waiter in state.waiters {
+                    guard waiter.through <= last else {
+                        waiting.append(waiter)
+                        continue
+                    }
+                    let failed = state.failure(since: waiter.since, through: waiter.through)
+                    resumed.append((waiter.continuation, failed.map { .failure($0) } ?? .success(())))
+                }
+                state.waiters = waiting
                 return resumed
             }
-            for waiter in resumed { waiter.resume(returning: result) }
+            for (continuation, result) in resumed { continuation.resume(returning: result) }
         }
     }
 
     /// How many transactions and writes were committed so far.
     package var counts: (commits: Int, writes: Int) {
         state.withLock { ($0.commits, $0.writes) }
+    }
+}
+
+extension OpenQError {
+    /// A SQLite error as a typed ``OpenQError/Code/storageFailed``.
+    static func storageFailure(_ error: any Error) -> OpenQError {
+        OpenQError(.storageFailed, "The durable store failed: \(error)")
     }
 }

@@ -1,4 +1,5 @@
 import GRDB
+import OpenQ
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -16,17 +17,33 @@ extension SQLiteStore {
         package var quarantinedAtMilliseconds: Int64
     }
 
-    /// Moves a payload that does not decode into the quarantine, through the group commit.
-    package func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) async throws {
-        let now = Int64((Date().timeIntervalSince1970 * 1_000).rounded())
-        try await committer.commit { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO quarantine (topic, sequence, payload, reason, quarantined_at_ms)
-                    VALUES (?, ?, ?, ?, ?)
-                    """,
-                arguments: [topic, Int64(bitPattern: sequence), Data(payload), reason, now])
+    /// Moves a payload that does not decode into the quarantine and removes the message and its
+    /// copies, in one transaction.
+    package func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) throws(OpenQError) {
+        let now = milliseconds(Date())
+        do {
+            try pool.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO quarantine (topic, sequence, payload, reason, quarantined_at_ms)
+                        VALUES (?, ?, ?, ?, ?)
+                        """,
+                    arguments: [topic, Int64(bitPattern: sequence), Data(payload), reason, now])
+                for table in ["copies", "messages"] {
+                    try db.execute(
+                        sql: "DELETE FROM \(table) WHERE topic = ? AND sequence = ?",
+                        arguments: [topic, Int64(bitPattern: sequence)])
+                }
+            }
+        } catch {
+            throw OpenQError.storageFailure(error)
         }
+    }
+
+    package func quarantinedCount(topic: String) -> Int {
+        (try? pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM quarantine WHERE topic = ?", arguments: [topic])
+        } ?? 0) ?? 0
     }
 
     /// Everything in the quarantine, oldest first.

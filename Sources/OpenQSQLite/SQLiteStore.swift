@@ -1,6 +1,12 @@
 import GRDB
 import OpenQ
 
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -9,48 +15,73 @@ import OpenQ
     import Darwin
 #endif
 
-/// The SQLite file behind durable topics: opened in WAL mode at a stated durability level, owned
-/// by one broker at a time, with the schema in place.
+/// What a committed write survives, for a broker on a SQLite store.
 ///
-/// This is the foundation the issue "Durable topics" builds on: the write path (the journal, with
-/// group commit: ``GroupCommitter``) and the single owner are here and tested; topics do not use
-/// the store yet, so it is not a product.
-package final class SQLiteStore: Sendable {
-    /// What a committed write survives.
-    package enum Durability: Sendable, Hashable {
-        /// `PRAGMA synchronous = FULL`: a commit is on the disk (fsync'd, WAL included) before it
-        /// returns. Survives a process crash and power loss.
-        case powerLoss
-        /// `PRAGMA synchronous = NORMAL`: a commit is in the WAL, synced only at checkpoints.
-        /// Survives a process crash (kill -9), not power loss or an OS crash. Faster.
-        case processCrash
+/// | level | `PRAGMA synchronous` | a commit survives |
+/// | --- | --- | --- |
+/// | ``powerLoss`` (default) | `FULL` | a process crash (kill -9), an OS crash, power loss |
+/// | ``processCrash`` | `NORMAL` | a process crash (kill -9); the last commits may be lost to an OS crash or power loss |
+public enum SQLiteDurability: Sendable, Hashable {
+    /// `PRAGMA synchronous = FULL`: the WAL is fsync'd at every commit, before the call returns.
+    case powerLoss
+    /// `PRAGMA synchronous = NORMAL`: a commit is in the WAL (in the OS's cache), synced only at
+    /// checkpoints. Survives a process crash, not power loss. Faster.
+    case processCrash
 
-        /// The value of `PRAGMA synchronous` for this level.
-        package var synchronous: Int {
-            switch self {
-            case .powerLoss: 2
-            case .processCrash: 1
-            }
+    /// The value of `PRAGMA synchronous` for this level.
+    var synchronous: Int {
+        switch self {
+        case .powerLoss: 2
+        case .processCrash: 1
         }
     }
+}
 
+extension MessageQueue.Storage {
+    /// A SQLite file in WAL mode, created when missing, that this broker owns while it runs.
+    ///
+    /// ```swift
+    /// import OpenQ
+    /// import OpenQSQLite
+    ///
+    /// let queue = try await MessageQueue(storage: .sqlite(path: "data/openq.sqlite"))
+    /// ```
+    ///
+    /// The directory must exist. Beside the file SQLite keeps `-wal` and `-shm` files, and OpenQ a
+    /// `-openq.lock` file that marks the owner. A second broker opening the same file, in this
+    /// process or another, fails with ``OpenQError/Code/storeInUse``.
+    /// - Parameters:
+    ///   - path: the database file.
+    ///   - durability: what a commit survives. Default ``SQLiteDurability/powerLoss``.
+    public static func sqlite(path: String, durability: SQLiteDurability = .powerLoss) -> Self {
+        Self { () throws(OpenQError) in try SQLiteStore(path: path, durability: durability) }
+    }
+}
+
+/// The SQLite file behind a broker's durable topics: opened in WAL mode at a stated durability
+/// level, owned by one broker at a time, written through one group committer.
+package final class SQLiteStore: DurableStore {
     package let path: String
-    package let durability: Durability
+    package let durability: SQLiteDurability
     let pool: DatabasePool
     let committer: GroupCommitter
     private let owner: OwnerLock
+    package let nextMessageID: UInt64
 
     /// Opens (creating if needed) the store at `path` and takes ownership of it.
-    /// - Throws: ``StoreError/inUse`` when another broker, in this process or another, owns the
-    ///   file; ``StoreError/failed(_:)`` with SQLite's message when it cannot be opened.
-    package init(path: String, durability: Durability = .powerLoss) throws {
+    /// - Throws: ``OpenQError/Code/storeInUse`` when another broker, in this process or another,
+    ///   owns the file; ``OpenQError/Code/storageFailed`` with SQLite's message when it cannot be
+    ///   opened (a corrupt or foreign file, a missing directory).
+    package init(path: String, durability: SQLiteDurability = .powerLoss) throws(OpenQError) {
         self.path = path
         self.durability = durability
-        self.owner = try OwnerLock(path: path + "-openq.lock")
+        let owner = try OwnerLock(path: path + "-openq.lock")
+        self.owner = owner
         var configuration = Configuration()
         configuration.label = "openq"
-        // One writer owns the file; the busy timeout only covers an outside reader such as the
-        // sqlite3 shell holding a lock for a moment.
+        // One broker owns the file, so its writer never waits for another; the busy timeout only
+        // covers an outside reader such as the sqlite3 shell holding a lock for a moment, and
+        // SQLITE_BUSY after it is reported as storageFailed with SQLite's message.
         configuration.busyMode = .timeout(5)
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
@@ -60,15 +91,24 @@ package final class SQLiteStore: Sendable {
                 try db.execute(sql: "PRAGMA synchronous = \(durability.synchronous)")
             }
             try Schema.migrator.migrate(pool)
-        } catch let error as DatabaseError {
-            throw StoreError.failed("\(error)")
+            nextMessageID = try pool.read { db in
+                let stored = try Int64.fetchOne(db, sql: "SELECT value FROM store_state WHERE key = 'next_message_id'")
+                let highest = try Int64.fetchOne(db, sql: "SELECT max(id) FROM messages")
+                return UInt64(Swift.max(stored ?? 1, (highest ?? 0) + 1))
+            }
+        } catch {
+            owner.release()
+            throw OpenQError(.storageFailed, "Cannot open the store '\(path)': \(error)")
         }
         committer = GroupCommitter(pool: pool)
     }
 
-    /// Releases the file: closes the database and gives up ownership.
-    package func close() throws {
-        do { try pool.close() } catch { throw StoreError.failed("\(error)") }
+    deinit { owner.release() }
+
+    /// Commits what is pending, closes the database and gives up ownership.
+    package func close() async {
+        try? await committer.sync(since: committer.mark)
+        try? pool.close()
         owner.release()
     }
 
@@ -82,40 +122,51 @@ package final class SQLiteStore: Sendable {
         }
     }
 
-    /// The topics the store holds, so a process can reopen topics it did not declare in code.
-    package func storedTopics() throws -> [StoredTopic] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT name, payload_type, configuration FROM topics ORDER BY name").map {
-                StoredTopic(name: $0["name"], payloadType: $0["payload_type"], configuration: $0["configuration"])
+    package var journalMark: UInt64 { committer.mark }
+
+    package func sync(since mark: UInt64) async throws(OpenQError) {
+        try await committer.sync(since: mark)
+    }
+
+    package func storedTopics() throws(OpenQError) -> [StoredTopic] {
+        do {
+            return try pool.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT name, payload_type, configuration,
+                               (SELECT count(*) FROM copies WHERE copies.topic = topics.name) AS copies
+                        FROM topics ORDER BY name
+                        """
+                ).map { row in
+                    StoredTopic(
+                        name: row["name"], payloadType: row["payload_type"],
+                        configuration: try JSON.decode(TopicConfiguration.self, row["configuration"]),
+                        storedCopies: row["copies"])
+                }
             }
+        } catch {
+            throw OpenQError.storageFailure(error)
         }
     }
 }
 
-/// A topic as the store holds it.
-package struct StoredTopic: Hashable, Sendable {
-    package var name: String
-    /// The payload type's name, as `String(reflecting:)` gives it.
-    package var payloadType: String
-    /// The topic configuration, as JSON.
-    package var configuration: String
-}
+/// JSON for the configurations and headers the store keeps: sorted keys, so equal values are
+/// equal text.
+enum JSON {
+    static func encode(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
 
-/// What can go wrong with the store itself.
-package enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// Another broker owns the file (one owner per file: a second one would corrupt the journal's
-    /// order).
-    case inUse(path: String)
-    /// SQLite reported an error (a full disk, a read-only file, a corrupt database).
-    case failed(String)
+    static func decode<Value: Decodable>(_ type: Value.Type, _ text: String) throws -> Value {
+        try JSONDecoder().decode(type, from: Data(text.utf8))
+    }
 
-    package var description: String {
-        switch self {
-        case .inUse(let path):
-            "The store '\(path)' is open by another broker (in this process or another); one broker owns a store at a time."
-        case .failed(let message):
-            "The store failed: \(message)"
-        }
+    static func headers(_ headers: [String: String]) -> String {
+        guard !headers.isEmpty else { return "{}" }
+        return (try? encode(headers)) ?? "{}"
     }
 }
 
@@ -123,22 +174,34 @@ package enum StoreError: Error, Hashable, Sendable, CustomStringConvertible {
 /// belong to an open file description, so a second open in the same process conflicts too, and
 /// the kernel releases the lock when the owning process dies (kill -9 included).
 final class OwnerLock: Sendable {
-    private let descriptor: Int32
+    private let descriptor: LockedValueBox<Int32>
 
-    init(path: String) throws {
+    init(path: String) throws(OpenQError) {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw StoreError.failed("cannot open '\(path)': errno \(errno)") }
+        guard descriptor >= 0 else {
+            throw OpenQError(.storageFailed, "Cannot open '\(path)' to own the store: errno \(errno)")
+        }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let code = errno
             close(descriptor)
-            if code == EWOULDBLOCK { throw StoreError.inUse(path: path) }
-            throw StoreError.failed("cannot lock '\(path)': errno \(code)")
+            if code == EWOULDBLOCK {
+                throw OpenQError(
+                    .storeInUse,
+                    "The store beside '\(path)' is open by another broker (in this process or another); one broker "
+                        + "owns a store at a time. Shut the other down first, or use another file.")
+            }
+            throw OpenQError(.storageFailed, "Cannot lock '\(path)': errno \(code)")
         }
-        self.descriptor = descriptor
+        self.descriptor = LockedValueBox(descriptor)
     }
 
+    /// Gives up ownership; a second call does nothing.
     func release() {
-        flock(descriptor, LOCK_UN)
-        close(descriptor)
+        descriptor.withLock { descriptor in
+            guard descriptor >= 0 else { return }
+            flock(descriptor, LOCK_UN)
+            close(descriptor)
+            descriptor = -1
+        }
     }
 }

@@ -1,8 +1,22 @@
 import GRDB
 
-/// The store's tables. Times are integer milliseconds since 1970 (never text: comparing text
-/// timestamps across time zones was a bug in goqite). Every waiting message is found through the
-/// primary keys, in order.
+/// The store's tables (see the article "Durability" for how they are used).
+///
+/// - `topics`: one row per durable topic: payload type, configuration (JSON), next sequence number.
+/// - `subscriptions`: one row per named subscription, with its configuration (JSON).
+/// - `messages`: one row per message some subscription still holds: payload bytes, headers (JSON),
+///   priority, publish time, and for a dead letter its identity in its source topic.
+/// - `copies`: one row per message a subscription holds, with its attempt count (committed before
+///   each delivery), when it is visible (`NULL`: now) and its last error. Acknowledging deletes the
+///   copy; a message row goes with its last copy.
+/// - `quarantine`: payloads that no longer decode, as raw bytes with the reason.
+/// - `store_state`: the next message id, so ids are never reused.
+///
+/// Visibility times are integer milliseconds since 1970 (never text: comparing text timestamps
+/// across time zones was a bug in goqite). Publish times are `REAL` seconds since 2001-01-01
+/// (Foundation's reference date), so a `Date` comes back bit for bit. There are no foreign keys:
+/// the journal's statements tolerate rows that are already gone, so no entry can fail a whole
+/// group commit.
 enum Schema {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -13,24 +27,25 @@ enum Schema {
                 table.column("configuration", .text).notNull()
                 table.column("next_sequence", .integer).notNull().defaults(to: 1)
             }
+            try db.create(table: "subscriptions") { table in
+                table.column("topic", .text).notNull()
+                table.column("name", .text).notNull()
+                table.column("configuration", .text).notNull()
+                table.primaryKey(["topic", "name"])
+            }
             try db.create(table: "messages") { table in
-                table.column("topic", .text).notNull().references("topics", onDelete: .cascade)
+                table.column("topic", .text).notNull()
                 table.column("sequence", .integer).notNull()
                 table.column("id", .integer).notNull()
                 table.column("payload", .blob).notNull()
                 table.column("headers", .text).notNull()
                 table.column("priority", .integer).notNull()
-                table.column("published_at_ms", .integer).notNull()
+                table.column("published_at", .double).notNull()
+                table.column("origin_topic", .text)
+                table.column("origin_sequence", .integer)
+                table.column("origin_published_at", .double)
                 table.primaryKey(["topic", "sequence"])
             }
-            try db.create(table: "subscriptions") { table in
-                table.column("topic", .text).notNull().references("topics", onDelete: .cascade)
-                table.column("name", .text).notNull()
-                table.column("configuration", .text).notNull()
-                table.primaryKey(["topic", "name"])
-            }
-            // One row per message copy a subscription still holds: waiting (visible_at_ms null or
-            // due) or in flight, with its attempt count, committed before each delivery.
             try db.create(table: "copies") { table in
                 table.column("topic", .text).notNull()
                 table.column("subscription", .text).notNull()
@@ -39,9 +54,9 @@ enum Schema {
                 table.column("visible_at_ms", .integer)
                 table.column("last_error", .text)
                 table.primaryKey(["topic", "subscription", "sequence"])
-                table.foreignKey(["topic", "subscription"], references: "subscriptions", onDelete: .cascade)
             }
-            // Payloads that no longer decode (the type changed), kept as raw bytes with the reason.
+            // Whether any subscription still holds a message, when one copy goes.
+            try db.create(index: "copies_by_message", on: "copies", columns: ["topic", "sequence"])
             try db.create(table: "quarantine") { table in
                 table.autoIncrementedPrimaryKey("rowid")
                 table.column("topic", .text).notNull()
@@ -50,6 +65,11 @@ enum Schema {
                 table.column("reason", .text).notNull()
                 table.column("quarantined_at_ms", .integer).notNull()
             }
+            try db.create(table: "store_state") { table in
+                table.primaryKey("key", .text)
+                table.column("value", .integer).notNull()
+            }
+            try db.execute(sql: "INSERT INTO store_state (key, value) VALUES ('next_message_id', 1)")
         }
         return migrator
     }

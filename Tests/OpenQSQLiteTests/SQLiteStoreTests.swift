@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import OpenQ
 import Testing
 
 @testable import OpenQSQLite
@@ -14,15 +15,16 @@ func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws 
 
 @Suite("SQLite store: WAL, durability levels, one owner per file, group commit")
 struct SQLiteStoreTests {
-    @Test(arguments: [SQLiteStore.Durability.powerLoss, .processCrash])
-    func theWriterUsesWAL_andTheDurabilityLevelsSynchronousSetting(_ durability: SQLiteStore.Durability) async throws {
+    @Test(arguments: [SQLiteDurability.powerLoss, .processCrash])
+    func theWriterUsesWAL_andTheDurabilityLevelsSynchronousSetting(_ durability: SQLiteDurability) async throws {
         try await withTemporaryDirectory { directory in
             let store = try SQLiteStore(path: directory + "/openq.sqlite", durability: durability)
-            defer { try? store.close() }
             let pragmas = try store.pragmas()
             #expect(pragmas.journalMode == "wal")
             // GRDB sets NORMAL on a pool after prepareDatabase: the store sets its level again.
             #expect(pragmas.synchronous == durability.synchronous)
+            #expect(pragmas.synchronous == (durability == .powerLoss ? 2 : 1))
+            await store.close()
         }
     }
 
@@ -30,21 +32,17 @@ struct SQLiteStoreTests {
         try await withTemporaryDirectory { directory in
             let path = directory + "/openq.sqlite"
             let first = try SQLiteStore(path: path)
-            #expect(throws: StoreError.inUse(path: path + "-openq.lock")) { try SQLiteStore(path: path) }
-            try first.close()
+            let error = #expect(throws: OpenQError.self) { try SQLiteStore(path: path) }
+            #expect(error?.code == .storeInUse)
+            await first.close()
             let second = try SQLiteStore(path: path)
-            try second.close()
+            await second.close()
         }
     }
 
     @Test func concurrentWriters_shareCommits_andEveryWriteLands() async throws {
         try await withTemporaryDirectory { directory in
             let store = try SQLiteStore(path: directory + "/openq.sqlite")
-            defer { try? store.close() }
-            try await store.committer.commit { db in
-                try db.execute(
-                    sql: "INSERT INTO topics (name, payload_type, configuration) VALUES ('t', 'Int', '{}')")
-            }
             let writers = 64
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for sequence in 1...writers {
@@ -52,7 +50,7 @@ struct SQLiteStoreTests {
                         try await store.committer.commit { db in
                             try db.execute(
                                 sql: """
-                                    INSERT INTO messages (topic, sequence, id, payload, headers, priority, published_at_ms)
+                                    INSERT INTO messages (topic, sequence, id, payload, headers, priority, published_at)
                                     VALUES ('t', ?, ?, x'00', '{}', 0, 0)
                                     """,
                                 arguments: [sequence, sequence])
@@ -62,49 +60,44 @@ struct SQLiteStoreTests {
                 try await group.waitForAll()
             }
             let counts = store.committer.counts
-            #expect(counts.writes == writers + 1)
+            #expect(counts.writes == writers)
             #expect(counts.commits < writers / 2, "\(counts.commits) commits for \(writers) concurrent writes")
             let rows = try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM messages") }
             #expect(rows == writers)
+            await store.close()
         }
     }
 
-    @Test func aFailedTransaction_failsEveryWriteInIt_andCommitsNoneOfThem() async throws {
+    @Test func aFailedTransaction_failsTheWritesInIt_andTheNextRoundGoesOn() async throws {
         try await withTemporaryDirectory { directory in
             let store = try SQLiteStore(path: directory + "/openq.sqlite")
-            defer { try? store.close() }
-            await #expect(throws: StoreError.self) {
+            let error = await #expect(throws: OpenQError.self) {
                 try await store.committer.commit { db in
                     try db.execute(
                         sql: "INSERT INTO topics (name, payload_type, configuration) VALUES ('a', 'Int', '{}')")
                     try db.execute(sql: "INSERT INTO no_such_table VALUES (1)")
                 }
             }
-            #expect(try store.storedTopics().isEmpty)
+            #expect(error?.code == .storageFailed)
+            let count = { try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM topics") } }
+            #expect(try await count() == 0)
             try await store.committer.commit { db in
                 try db.execute(sql: "INSERT INTO topics (name, payload_type, configuration) VALUES ('b', 'Int', '{}')")
             }
-            #expect(try store.storedTopics().map(\.name) == ["b"])
+            #expect(try await count() == 1)
+            await store.close()
         }
     }
 
-    @Test func whatWasCommitted_isThereAfterReopening() async throws {
+    @Test func aForeignFile_isATypedError() async throws {
         try await withTemporaryDirectory { directory in
-            let path = directory + "/openq.sqlite"
-            let store = try SQLiteStore(path: path)
-            try await store.committer.commit { db in
-                try db.execute(
-                    sql:
-                        "INSERT INTO topics (name, payload_type, configuration) VALUES ('orders', 'Swift.Int', '{\"capacity\":10}')"
-                )
-            }
-            try store.close()
-            let reopened = try SQLiteStore(path: path)
-            defer { try? reopened.close() }
-            #expect(
-                try reopened.storedTopics() == [
-                    StoredTopic(name: "orders", payloadType: "Swift.Int", configuration: "{\"capacity\":10}")
-                ])
+            let path = directory + "/not-a-database"
+            try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: path))
+            let error = #expect(throws: OpenQError.self) { try SQLiteStore(path: path) }
+            #expect(error?.code == .storageFailed)
+            // The failed open gave up ownership: the next attempt gets the same error, not storeInUse.
+            let again = #expect(throws: OpenQError.self) { try SQLiteStore(path: path) }
+            #expect(again?.code == .storageFailed)
         }
     }
 }

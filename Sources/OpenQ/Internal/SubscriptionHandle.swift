@@ -58,6 +58,8 @@ final class SubscriptionHandle: Sendable {
             return []
         case .cancelled:
             throw CancellationError()
+        case .failed(let error):
+            throw error
         case .finished:
             let error = storage.state.withLock { state -> OpenQError in
                 state.subscription(id) == nil
@@ -78,18 +80,19 @@ final class SubscriptionHandle: Sendable {
         if Task.isCancelled { return .cancelled }
         let id = self.id
         let storage = self.storage
+        let mark = storage.journalMark
         let decision = storage.withState { state, now in
             state.receive(id, consumer: consumer, max: max, canWait: pollTimeout != .zero, now: now)
         }
         switch decision {
         case .messages(let batch):
-            return .messages(batch)
+            return await committed(batch, since: mark)
         case .empty:
             return .timedOut
         case .finished:
             return .finished
         case .mustWait(let waiter):
-            return await withTaskCancellationHandler {
+            let result = await withTaskCancellationHandler {
                 await withUnsafeContinuation(isolation: isolation) { continuation in
                     storage.withState { state, now in
                         let effects = state.receiveSuspended(
@@ -107,6 +110,22 @@ final class SubscriptionHandle: Sendable {
             } onCancel: {
                 storage.withState { state, _ in ((), state.receiveCancelled(id, waiter: waiter)) }
             }
+            if case .messages(let batch) = result { return await committed(batch, since: mark) }
+            return result
+        }
+    }
+
+    /// A durable topic hands a batch over only once its take (the attempt counts) is committed, so
+    /// a message that crashes its consumer every time still reaches its dead-letter topic.
+    private func committed(
+        _ batch: DeliveryBatch, since mark: UInt64, isolation: isolated (any Actor)? = #isolation
+    ) async -> WakeResult {
+        guard storage.isDurable else { return .messages(batch) }
+        do {
+            try await storage.syncJournal(since: mark)
+            return .messages(batch)
+        } catch {
+            return .failed(error)
         }
     }
 }
@@ -250,7 +269,7 @@ final class ConsumerCursor {
         case .messages(let batch):
             caughtUp = batch.count < prefetch / 4
             return batch
-        case .cancelled, .finished, .timedOut:
+        case .cancelled, .finished, .timedOut, .failed:
             end()
             return nil
         }

@@ -37,6 +37,7 @@ extension TopicStateMachine {
     ) -> (Result<Int, OpenQError>, Effects) {
         var effects = Effects()
         guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
+        if isJournaled(index) { journalRemoved(index, waitingSequences(index)) }
         var subscription = subscriptions[index]
         subscription.counters.purged += subscription.purgeWaiting()
         let before = subscription.counters.routed
@@ -58,10 +59,12 @@ extension TopicStateMachine {
             guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
             total = subscriptions[index].purgeAll()
             subscriptions[index].counters.purged += total
+            if journal != nil { journalPurged(index) }
         } else {
             for index in subscriptions.indices {
                 let removed = subscriptions[index].purgeAll()
                 subscriptions[index].counters.purged += removed
+                if journal != nil { journalPurged(index) }
                 total += removed
             }
             retained.removeAll()
@@ -123,6 +126,10 @@ extension TopicStateMachine {
             )
             subscriptions[index].counters.routed += 1
             subscriptions[index].ready.append(message)
+            if journal != nil {
+                journalMessage(message)
+                journalCopies(index, first: message.sequenceNumber, count: 1, visibleAt: nil)
+            }
         }
         serveWaiters(index, now: now, effects: &effects)
         return (.success(()), effects)

@@ -214,6 +214,7 @@ extension TopicStateMachine {
             nextID += UInt64(count)
             nextSequence += UInt64(count)
             counters.published += count
+            if journal != nil { journalMessages(of: request) }
             if configuration.retention.isEnabled {
                 for index in 0..<count { retain(StoredMessage(record, index: index), now: now) }
             }
@@ -246,6 +247,9 @@ extension TopicStateMachine {
         if delay == .zero, subscriptions[index].backlog + run.count <= subscriptions[index].capacity {
             subscriptions[index].counters.routed += run.count
             subscriptions[index].ready.append(run)
+            if journal != nil {
+                journalCopies(index, first: run.first.sequenceNumber, count: run.count, visibleAt: nil)
+            }
             return
         }
         let visibleAt = delay > .zero ? now + delay : nil
@@ -267,9 +271,11 @@ extension TopicStateMachine {
         subscriptions[index].counters.routed += 1
         if subscriptions[index].backlog >= subscriptions[index].capacity {
             switch subscriptions[index].overflow {
-            case .dropOldest where subscriptions[index].ready.popLeastUrgent() != nil:
+            case .dropOldest where subscriptions[index].ready.count > 0:
+                let dropped = subscriptions[index].ready.popLeastUrgent()
                 subscriptions[index].counters.dropped += 1
                 receipt.droppedOlder += 1
+                if journal != nil, let dropped { journalRemoved(index, [dropped.sequenceNumber]) }
             case .dropOldest, .dropNewest:
                 subscriptions[index].counters.dropped += 1
                 receipt.droppedNew += 1
@@ -284,6 +290,9 @@ extension TopicStateMachine {
             schedule(pending, in: index, at: visibleAt, effects: &effects)
         } else {
             subscriptions[index].ready.append(pending.stored)
+        }
+        if journal != nil {
+            journalCopies(index, first: pending.stored.sequenceNumber, count: 1, visibleAt: visibleAt)
         }
     }
 

@@ -117,6 +117,7 @@ extension TopicStateMachine {
                     subscriptions[index].counters.delivered -= 1
                     if pending.attempts > 0 { subscriptions[index].counters.redelivered -= 1 }
                     returned.append(pending)
+                    if journal != nil { journalRetry(index, pending, visibleAt: nil) }
                 } else {
                     requeue(entry.pending, in: index, delay: .zero, now: now, effects: &effects)
                 }
@@ -125,6 +126,7 @@ extension TopicStateMachine {
             for handed in unhanded {
                 returned.append(Pending(stored: handed.stored, attempts: handed.attempt - 1, lastError: nil))
             }
+            if journal != nil { for pending in returned { journalReinserted(index, pending) } }
             subscriptions[index].counters.acked -= unhanded.count
             subscriptions[index].counters.delivered -= unhanded.count
         }
@@ -144,6 +146,7 @@ extension TopicStateMachine {
         let tracks = subscriptions[index].tracksDeliveries
         if !tracks, subscriptions[index].retries.isEmpty {
             let (fresh, count) = subscriptions[index].ready.take(upTo: max)
+            if journal != nil { journalRemoved(index, runs: fresh) }
             subscriptions[index].counters.delivered += count
             subscriptions[index].counters.acked += count
             if count > 0 { serveBlockedPublishers(now: now, effects: &effects) }
@@ -169,11 +172,13 @@ extension TopicStateMachine {
                     deadline: deadline
                 )
                 batch.append(HandedMessage(stored: pending.stored, tag: tag, attempt: pending.attempts))
+                if journal != nil { journalDelivered(index, pending.stored, attempts: pending.attempts) }
             } else {
                 subscriptions[index].counters.acked += 1
                 batch.append(HandedMessage(stored: pending.stored, tag: 0, attempt: pending.attempts))
             }
         }
+        if journal != nil, !tracks { journalRemoved(index, batch.map(\.stored.sequenceNumber)) }
         if tracks, !batch.isEmpty {
             let tags = firstTag..<subscriptions[index].nextTag
             pushDeadline(at: deadline, .visibility(subscriptionID, tags: tags), effects: &effects)

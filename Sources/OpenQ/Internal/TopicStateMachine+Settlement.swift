@@ -102,8 +102,9 @@ extension TopicStateMachine {
         case .failure(let error):
             return .failure(error)
         case .success(let index):
-            subscriptions[index].inFlight[tag] = nil
+            let settled = subscriptions[index].inFlight.removeValue(forKey: tag)
             subscriptions[index].counters.acked += 1
+            if journal != nil, let settled { journalRemoved(index, [settled.pending.stored.sequenceNumber]) }
             return .success(())
         }
     }
@@ -231,8 +232,10 @@ extension TopicStateMachine {
             serveBlockedPublishers(now: now, effects: &effects)
         } else if delay > .zero {
             schedule(pending, in: index, at: now + delay, effects: &effects)
+            if journal != nil { journalRetry(index, pending, visibleAt: now + delay) }
         } else {
             subscriptions[index].retries.append(pending)
+            if journal != nil { journalRetry(index, pending, visibleAt: nil) }
             serveWaiters(index, now: now, effects: &effects)
         }
     }

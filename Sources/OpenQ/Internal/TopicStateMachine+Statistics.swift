@@ -41,7 +41,8 @@ extension TopicStateMachine {
             retained: retained.count,
             suspendedPublishers: blockedPublishers.count,
             totals: totals,
-            subscriptions: subscriptionStatistics
+            subscriptions: subscriptionStatistics,
+            quarantined: counters.quarantined
         )
     }
 }

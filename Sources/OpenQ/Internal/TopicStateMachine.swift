@@ -212,6 +212,8 @@ struct TopicStateMachine {
     /// one per topic per this interval); `nil` for never.
     let parkedPublisherWarning: Duration?
     var lastParkedWarning: Duration?
+    /// A durable topic's journal of decisions; `nil` for an in-memory topic.
+    var journal: Journal?
     /// Who waits for a subscription to drain (``Subscription/waitUntilDrained()``).
     var drainWaiters: [UInt64: DrainWaiter] = [:]
     var cancelledDrainWaiters: Set<UInt64> = []
@@ -290,6 +292,9 @@ struct TopicStateMachine {
         )
         replay(into: &subscription, from: configuration.start, now: now)
         subscriptions.append(subscription)
+        if journal != nil, !isAnonymous {
+            journal!.entries.append(.subscriptionCreated(name: name, configuration: configuration))
+        }
         return .success(id)
     }
 
@@ -298,6 +303,7 @@ struct TopicStateMachine {
     mutating func removeSubscription(_ id: SubscriptionID, now: Duration) -> Effects {
         var effects = Effects()
         guard let index = index(of: id) else { return effects }
+        if isJournaled(index) { journal!.entries.append(.subscriptionRemoved(name: subscriptions[index].name)) }
         var subscription = subscriptions.remove(at: index)
         let removed = subscription.purgeAll()
         subscription.counters.purged += removed

@@ -51,6 +51,7 @@ extension TopicStorage {
             bySource[topic, default: [:]][subscription, default: []].append(message)
         }
         var moved = 0
+        var movedSequences: [UInt64] = []
         for (topic, groups) in bySource {
             for (subscription, group) in groups {
                 guard let source = resolve(topic), source.carries(payloadType),
@@ -62,7 +63,14 @@ extension TopicStorage {
                     continue
                 }
                 moved += group.count
+                movedSequences += group.map(\.sequenceNumber)
             }
+        }
+        // Only after their sources journaled them do the moved copies leave the dead-letter
+        // topic's store: a crash in between keeps both (at least once), never neither.
+        if let store, !movedSequences.isEmpty {
+            store.append(
+                topic: name, [.removed(subscription: DeadLetterPolicy.subscriptionName, sequences: movedSequences)])
         }
         if !unroutable.isEmpty {
             logger.warning(
@@ -72,5 +80,52 @@ extension TopicStorage {
             withState { state, now in state.restore(unroutable, into: id, now: now) }
         }
         return moved
+    }
+}
+
+// MARK: Recovery of a durable topic
+
+extension TopicStorage {
+    /// Rebuilds the topic from what its store holds, before anyone can reach it. A message whose
+    /// payload no longer decodes goes to the store's quarantine (counted in statistics), never to a
+    /// consumer.
+    func recover(
+        _ recovered: RecoveredTopic,
+        makeRecord: (StoredMessageRow) throws -> MessageRecord
+    ) throws(OpenQError) {
+        guard let store else { return }
+        var records: [UInt64: MessageRecord] = [:]
+        records.reserveCapacity(recovered.messages.count)
+        var quarantined = 0
+        for row in recovered.messages {
+            do {
+                records[row.sequence] = try makeRecord(row)
+            } catch {
+                try store.quarantine(
+                    topic: name, sequence: row.sequence, payload: row.payload,
+                    reason: "the payload no longer decodes as \(payloadType): \(error)")
+                quarantined += 1
+            }
+        }
+        let epoch = clock.epoch
+        let subscriptions = recovered.subscriptions.map { subscription in
+            var copies: [TopicStateMachine.Pending] = []
+            var due: [Duration?] = []
+            for copy in subscription.copies {
+                guard let record = records[copy.sequence] else { continue }
+                copies.append(
+                    TopicStateMachine.Pending(
+                        stored: StoredMessage(record), attempts: copy.attempts, lastError: copy.lastError))
+                due.append(copy.visibleAt.map { .seconds($0.timeIntervalSince(epoch)) })
+            }
+            return (name: subscription.name, configuration: subscription.configuration, copies: copies, due: due)
+        }
+        // Everything quarantined so far, by this recovery or an earlier one.
+        _ = quarantined
+        let total = store.quarantinedCount(topic: name)
+        withState { state, now in
+            state.counters.quarantined = total
+            return ((), state.recover(nextSequence: recovered.nextSequence, subscriptions: subscriptions, now: now))
+        }
     }
 }

@@ -38,6 +38,12 @@ final class TopicStorage: Sendable {
     let driver: BrokerDriver
     /// The broker's interceptors (``MessageInterceptor``), usually none.
     @usableFromInline let interceptors: [any MessageInterceptor]
+    /// A durable topic's store (its journal); `nil` for an in-memory topic.
+    let store: (any DurableStore)?
+    /// Whether the topic is durable: calls that change its state wait for their commit.
+    @usableFromInline let isDurable: Bool
+    /// A durable topic's payload encoder (every message of a record), run before the lock.
+    private let encodeRecord: (@Sendable (MessageRecord) throws -> [[UInt8]])?
 
     init(
         name: String,
@@ -49,9 +55,22 @@ final class TopicStorage: Sendable {
         deadLetterTarget: TopicStorage?,
         seed: UInt64 = .random(in: .min ... .max),
         parkedPublisherWarning: Duration? = nil,
-        interceptors: [any MessageInterceptor] = []
+        interceptors: [any MessageInterceptor] = [],
+        durable: DurableBinding? = nil
     ) {
         self.interceptors = interceptors
+        self.store = durable?.store
+        self.isDurable = durable != nil
+        if let encode = durable?.encode {
+            self.encodeRecord = { record in
+                var encoded: [[UInt8]] = []
+                encoded.reserveCapacity(record.count)
+                for index in 0..<record.count { encoded.append(try encode(record, index)) }
+                return encoded
+            }
+        } else {
+            self.encodeRecord = nil
+        }
         self.name = name
         self.payloadType = payloadType
         self.configuration = configuration
@@ -68,6 +87,7 @@ final class TopicStorage: Sendable {
                 parkedPublisherWarning: parkedPublisherWarning
             )
         )
+        if let durable { state.withLock { $0.journal = Journal(encode: durable.encode) } }
     }
 
     /// Runs one event under the lock and performs its effects after.
@@ -76,6 +96,10 @@ final class TopicStorage: Sendable {
         let now = clock.now()
         let (result, effects, idle, drained) = state.withLock { state in
             let (result, effects) = body(&state, now)
+            // A durable topic hands its decisions to the journal before anyone else can make more.
+            if let store, let entries = state.journal?.take(), !entries.isEmpty, !state.isFinished {
+                store.append(topic: name, entries)
+            }
             // Only a shutting-down topic has idle waiters, and only a topic someone waits on to
             // drain has drain waiters: the common path pays two comparisons.
             let idle = state.isOpen ? [] : state.takeIdleWaitersIfIdle()
@@ -104,6 +128,7 @@ final class TopicStorage: Sendable {
     /// under `suspend`.
     @usableFromInline
     nonisolated(nonsending) func publish(_ request: PublishRequest) async throws -> PublishReceipt {
+        if isDurable { return try await publishDurably(request) }
         let decision = withState { state, now in state.publish(CollectionOfOne(request), now: now) }
         publishes.add(UInt64(request.record.count), ordering: .relaxed)
         return try await settle(decision) { [request] }
@@ -117,9 +142,46 @@ final class TopicStorage: Sendable {
         }
     }
 
+    /// A durable publish: the payloads are encoded before the lock, and the call returns once the
+    /// messages are committed.
+    private nonisolated(nonsending) func publishDurably(_ request: PublishRequest) async throws -> PublishReceipt {
+        let mark = journalMark
+        var request = request
+        do {
+            request.encoded = try encodeRecord?(request.record)
+        } catch {
+            throw OpenQError(
+                .storageFailed,
+                "A payload of topic '\(name)' could not be encoded, so nothing was published: \(error)")
+        }
+        let decision = withState { state, now in state.publish(CollectionOfOne(request), now: now) }
+        publishes.add(UInt64(request.record.count), ordering: .relaxed)
+        let receipt = try await settle(decision) { [request] }
+        try await syncJournal(since: mark)
+        return receipt
+    }
+
+    /// Waits until every decision of this topic made so far is committed (nothing to wait for on
+    /// an in-memory topic).
+    @usableFromInline
+    nonisolated(nonsending) func syncJournal(since mark: UInt64) async throws(OpenQError) {
+        try await store?.sync(since: mark)
+    }
+
+    /// The journal's position before a call makes its decisions (0 for an in-memory topic).
+    @usableFromInline
+    var journalMark: UInt64 { store?.journalMark ?? 0 }
+
     @usableFromInline
     func tryPublish(_ request: PublishRequest) -> PublishResult {
-        withState { state, now in state.tryPublish(request, now: now) }
+        if isDurable {
+            return .failed(
+                OpenQError(
+                    .unsupportedOperation,
+                    "tryPublish cannot wait for the commit that a durable topic ('\(name)') makes before a publish "
+                        + "returns; use publish(_:), which returns once the message is committed."))
+        }
+        return withState { state, now in state.tryPublish(request, now: now) }
     }
 
     private nonisolated(nonsending) func settle(
@@ -232,8 +294,24 @@ final class TopicStorage: Sendable {
 
     // MARK: Dead letters
 
+    /// Journals that dead-lettered copies left their subscriptions (read from the headers the
+    /// dead-letter copy carries).
+    private func journalDeadLettered(_ messages: [StoredMessage]) {
+        guard let store else { return }
+        let entries = messages.compactMap { message -> JournalEntry? in
+            guard let subscription = message.headers[MessageHeader.sourceSubscription],
+                let attempts = message.headers[MessageHeader.attempts].flatMap({ Int($0) })
+            else { return nil }
+            return .deadLettered(
+                subscription: subscription, sequence: message.record.origin?.sequenceNumber ?? message.sequenceNumber,
+                attempts: attempts)
+        }
+        if !entries.isEmpty { store.append(topic: name, entries) }
+    }
+
     private func forwardDeadLetters(_ messages: [StoredMessage]) {
         guard let deadLetterTarget else {
+            journalDeadLettered(messages)
             logger.warning(
                 "Discarded rejected messages: the topic has no dead-letter topic",
                 metadata: ["topic": "\(name)", "count": "\(messages.count)"]
@@ -244,6 +322,9 @@ final class TopicStorage: Sendable {
         // the whole request.
         let requests = messages.map { PublishRequest($0.record) }
         let accepted = deadLetterTarget.withState { state, now in state.acceptDeadLetters(requests, now: now) }
+        // Only now, after the dead-letter topic journaled them, do the copies leave this topic's
+        // store: a crash in between keeps both (at least once), never neither.
+        if accepted { journalDeadLettered(messages) }
         if !accepted {
             logger.error(
                 "Dead-letter topic is shut down; dead letters were not stored",
@@ -253,4 +334,10 @@ final class TopicStorage: Sendable {
             )
         }
     }
+}
+
+/// What makes a topic durable: its store, and how its payloads become bytes.
+struct DurableBinding: Sendable {
+    let store: any DurableStore
+    let encode: @Sendable (MessageRecord, Int) throws -> [UInt8]
 }

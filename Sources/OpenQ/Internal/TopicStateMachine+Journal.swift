@@ -1,0 +1,165 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// The journal of a durable topic: the state machine records each decision a caller learns of as
+/// a ``JournalEntry`` while it makes it, under the topic's lock, so the journal's order is the
+/// state machine's order. ``TopicStorage`` hands the entries to the store before it releases the
+/// lock, and the caller (or the consumer that is handed a message) waits for their commit.
+///
+/// In-memory topics have no journal: every call site is one `journal != nil` test.
+/// Anonymous subscriptions (``Topic/subscribe(startingAt:backlog:prefetch:)``) end with their
+/// stream, so nothing of theirs is journaled.
+struct Journal {
+    var entries: [JournalEntry] = []
+    /// Encodes the message at an index of a record whose bytes the publisher did not bring (dead
+    /// letters, redrives, returned copies). A failure stores no bytes; recovery then quarantines
+    /// the message with the reason rather than lose it silently.
+    let encode: @Sendable (MessageRecord, Int) throws -> [UInt8]
+
+    init(encode: @escaping @Sendable (MessageRecord, Int) throws -> [UInt8]) {
+        self.encode = encode
+    }
+
+    mutating func take() -> [JournalEntry] {
+        defer { entries = [] }
+        return entries
+    }
+}
+
+extension TopicStateMachine {
+    /// Whether any subscription is named (only those are journaled).
+    var hasNamedSubscription: Bool { subscriptions.contains { !$0.isAnonymous } }
+
+    func isJournaled(_ index: Int) -> Bool { journal != nil && !subscriptions[index].isAnonymous }
+
+    /// Records the messages of a stamped request (before their copies).
+    mutating func journalMessages(of request: PublishRequest) {
+        guard journal != nil else { return }
+        guard hasNamedSubscription else {
+            journal!.entries.append(.sequenceUsed(next: nextSequence))
+            return
+        }
+        let record = request.record
+        for index in 0..<record.count {
+            let bytes = request.encoded?[index] ?? (try? journal!.encode(record, index)) ?? []
+            journal!.entries.append(.message(row(of: StoredMessage(record, index: index), payload: bytes)))
+        }
+    }
+
+    /// Records a message whose bytes must be encoded now (a redrive, a returned copy).
+    mutating func journalMessage(_ message: StoredMessage) {
+        guard journal != nil else { return }
+        let bytes = (try? journal!.encode(message.record, message.index)) ?? []
+        journal!.entries.append(.message(row(of: message, payload: bytes)))
+    }
+
+    func row(of message: StoredMessage, payload: [UInt8]) -> StoredMessageRow {
+        let origin = message.record.origin
+        return StoredMessageRow(
+            sequence: message.sequenceNumber, id: message.id.rawValue, payload: payload,
+            headers: message.headers, priority: message.priority, publishedAt: message.publishedAt,
+            originTopic: origin?.topic, originSequence: origin?.sequenceNumber,
+            originPublishedAt: origin?.publishedAt)
+    }
+
+    mutating func journalCopies(_ index: Int, first: UInt64, count: Int, visibleAt: Duration?) {
+        guard isJournaled(index) else { return }
+        journal!.entries.append(
+            .copies(
+                subscription: subscriptions[index].name, first: first, count: count,
+                visibleAt: visibleAt.map(date(at:))))
+    }
+
+    mutating func journalRemoved(_ index: Int, _ sequences: [UInt64]) {
+        guard isJournaled(index), !sequences.isEmpty else { return }
+        journal!.entries.append(.removed(subscription: subscriptions[index].name, sequences: sequences))
+    }
+
+    mutating func journalRemoved(_ index: Int, runs: some Sequence<MessageRun>) {
+        guard isJournaled(index) else { return }
+        journalRemoved(index, runs.flatMap { $0.messages.map(\.sequenceNumber) })
+    }
+
+    mutating func journalDelivered(_ index: Int, _ message: StoredMessage, attempts: Int) {
+        guard isJournaled(index) else { return }
+        journal!.entries.append(
+            .delivered(subscription: subscriptions[index].name, sequence: message.sequenceNumber, attempts: attempts))
+    }
+
+    mutating func journalRetry(_ index: Int, _ pending: Pending, visibleAt: Duration?) {
+        guard isJournaled(index) else { return }
+        journal!.entries.append(
+            .retry(
+                subscription: subscriptions[index].name, sequence: pending.stored.sequenceNumber,
+                attempts: pending.attempts, visibleAt: visibleAt.map(date(at:)), lastError: pending.lastError))
+    }
+
+    /// A copy that was removed when it was taken comes back (an automatic subscription's consumer
+    /// ended before handing it out).
+    mutating func journalReinserted(_ index: Int, _ pending: Pending) {
+        guard isJournaled(index) else { return }
+        journalMessage(pending.stored)
+        journalCopies(index, first: pending.stored.sequenceNumber, count: 1, visibleAt: nil)
+        if pending.attempts > 0 { journalRetry(index, pending, visibleAt: nil) }
+    }
+
+    mutating func journalPurged(_ index: Int) {
+        guard isJournaled(index) else { return }
+        journal!.entries.append(.purged(subscription: subscriptions[index].name))
+    }
+
+    /// The sequence numbers of what a subscription holds waiting (visible or delayed).
+    func waitingSequences(_ index: Int) -> [UInt64] {
+        let subscription = subscriptions[index]
+        return subscription.retries.map(\.stored.sequenceNumber) + subscription.ready.sequenceNumbers
+            + subscription.scheduled.values.map(\.pending.stored.sequenceNumber)
+    }
+
+    // MARK: Recovery
+
+    /// Rebuilds a durable topic from its store: the named subscriptions with their copies, in
+    /// sequence order. A copy with attempts was waiting for a retry or in flight when the process
+    /// stopped: it is visible again at once (or when its retry was due), with its attempt count;
+    /// one that had used its last allowed delivery is dead-lettered. Called before the topic is
+    /// reachable; nothing is journaled but the dead letters' moves (by the storage).
+    mutating func recover(
+        nextSequence: UInt64,
+        subscriptions recovered: [(
+            name: String, configuration: SubscriptionConfiguration, copies: [Pending], due: [Duration?]
+        )],
+        now: Duration
+    ) -> Effects {
+        self.nextSequence = Swift.max(self.nextSequence, nextSequence)
+        let journal = self.journal
+        self.journal = nil
+        defer { self.journal = journal }
+        var effects = Effects()
+        for subscription in recovered {
+            guard
+                case .success(let id) = addSubscription(
+                    name: subscription.name, configuration: subscription.configuration, isAnonymous: false, now: now),
+                let index = index(of: id)
+            else { continue }
+            for (pending, due) in zip(subscription.copies, subscription.due) {
+                subscriptions[index].counters.routed += 1
+                if let maxDeliveries = configuration.deadLetter.maxDeliveries, pending.attempts >= maxDeliveries {
+                    // Its last allowed delivery was under way when the process stopped (a message
+                    // that crashes its consumer every time ends here instead of looping).
+                    var pending = pending
+                    pending.lastError = pending.lastError ?? "the process stopped during its last allowed delivery"
+                    deadLetter(pending, from: index, reason: "maxDeliveries", now: now, effects: &effects)
+                } else if let due, due > now {
+                    schedule(pending, in: index, at: due, effects: &effects)
+                } else if pending.attempts > 0 {
+                    subscriptions[index].retries.append(pending)
+                } else {
+                    subscriptions[index].ready.append(pending.stored)
+                }
+            }
+        }
+        return effects
+    }
+}

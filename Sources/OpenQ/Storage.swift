@@ -1,0 +1,186 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+extension MessageQueue {
+    /// Where a broker keeps its durable topics.
+    ///
+    /// The `OpenQ` library has no database driver: a storage comes from a storage library, such as
+    /// `OpenQSQLite`'s `.sqlite(path:durability:)`.
+    ///
+    /// ```swift
+    /// import OpenQSQLite
+    ///
+    /// let queue = try await MessageQueue(storage: .sqlite(path: "data/openq.sqlite"))
+    /// ```
+    public struct Storage: Sendable {
+        package let open: @Sendable () throws(OpenQError) -> any DurableStore
+
+        /// A storage that opens the store `open` returns. For storage libraries.
+        package init(open: @escaping @Sendable () throws(OpenQError) -> any DurableStore) {
+            self.open = open
+        }
+    }
+}
+
+/// A topic as a broker's store holds it: what ``MessageQueue/storedTopics()`` lists, so that a
+/// process can reopen topics it did not declare in code.
+public struct StoredTopic: Hashable, Sendable {
+    /// The topic's name.
+    public var name: String
+    /// The payload type's name, as `String(reflecting:)` gives it (`"MyApp.Job"`).
+    public var payloadType: String
+    /// The configuration the topic was created with.
+    public var configuration: TopicConfiguration
+    /// How many message copies its named subscriptions hold in the store (waiting, delayed or in
+    /// flight).
+    public var storedCopies: Int
+
+    /// Creates a description.
+    package init(name: String, payloadType: String, configuration: TopicConfiguration, storedCopies: Int) {
+        self.name = name
+        self.payloadType = payloadType
+        self.configuration = configuration
+        self.storedCopies = storedCopies
+    }
+}
+
+// MARK: - The seam between the core and a storage library (package access only)
+
+/// A durable store: the write-ahead journal of a broker's durable topics.
+///
+/// The in-memory state machine decides who gets which message; the store records every decision a
+/// caller learns of. The broker appends journal entries under a topic's lock, so the journal holds
+/// them in the order the state machine made them; the store commits them in that order, many
+/// callers per transaction (group commit), and ``sync()`` returns once everything appended before
+/// it is committed.
+package protocol DurableStore: AnyObject, Sendable {
+    /// Registers a topic, or reads back what the store holds for it.
+    /// - Throws: ``OpenQError/Code/payloadTypeMismatch`` or ``OpenQError/Code/topicAlreadyExists``
+    ///   when the stored topic has another payload type or configuration;
+    ///   ``OpenQError/Code/storageFailed``.
+    func openTopic(name: String, payloadType: String, configuration: TopicConfiguration) throws(OpenQError)
+        -> RecoveredTopic
+    /// Appends entries of one topic to the journal, to be committed with the next transaction.
+    /// Called under the topic's lock: it must not block.
+    func append(topic: String, _ entries: [JournalEntry])
+    /// How many entries were appended so far: read before a call makes its decisions, and passed
+    /// to ``sync(since:)``.
+    var journalMark: UInt64 { get }
+    /// Returns once everything appended before the call is committed.
+    /// - Throws: ``OpenQError/Code/storageFailed`` when a commit holding anything appended after
+    ///   `mark` failed.
+    func sync(since mark: UInt64) async throws(OpenQError)
+    /// Deletes a topic and everything it holds, through the journal.
+    func deleteTopic(_ name: String)
+    /// Moves a payload that does not decode to the quarantine, with the reason, and removes the
+    /// message and its copies (synchronously, at recovery).
+    func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) throws(OpenQError)
+    /// How many payloads of `topic` the quarantine holds.
+    func quarantinedCount(topic: String) -> Int
+    /// The topics the store holds.
+    func storedTopics() throws(OpenQError) -> [StoredTopic]
+    /// The first message id that no stored message used: ids continue after a restart.
+    var nextMessageID: UInt64 { get }
+    /// Commits what is pending and releases the file (and its ownership).
+    func close() async
+}
+
+/// One decision of a durable topic's state machine, as its journal records it.
+package enum JournalEntry: Sendable {
+    /// A message entered the topic (stamped); its copies follow as ``copies(subscription:first:count:visibleAt:)``.
+    case message(StoredMessageRow)
+    /// `count` consecutive messages from `first` entered a subscription's backlog, visible at
+    /// `visibleAt` (`nil`: at once), with no attempt yet.
+    case copies(subscription: String, first: UInt64, count: Int, visibleAt: Date?)
+    /// A message was handed to a consumer of a subscription that tracks deliveries: its attempt
+    /// count is now `attempts` (committed before the consumer sees it).
+    case delivered(subscription: String, sequence: UInt64, attempts: Int)
+    /// A copy is gone: acknowledged, handed out at most once, dropped, purged or redriven.
+    case removed(subscription: String, sequences: [UInt64])
+    /// A copy was dead-lettered; removed only while it still has `attempts` (a redrive may have
+    /// put the same message back meanwhile, with none).
+    case deadLettered(subscription: String, sequence: UInt64, attempts: Int)
+    /// A copy is waiting again (nacked, expired, returned): with `attempts`, visible at `visibleAt`.
+    case retry(subscription: String, sequence: UInt64, attempts: Int, visibleAt: Date?, lastError: String?)
+    /// A named subscription was created.
+    case subscriptionCreated(name: String, configuration: SubscriptionConfiguration)
+    /// A named subscription was removed with everything it held.
+    case subscriptionRemoved(name: String)
+    /// Every copy a subscription holds was purged.
+    case purged(subscription: String)
+    /// Sequence numbers up to `next - 1` are used (messages no named subscription keeps).
+    case sequenceUsed(next: UInt64)
+}
+
+/// One message as the store keeps it.
+package struct StoredMessageRow: Sendable {
+    package var sequence: UInt64
+    package var id: UInt64
+    package var payload: [UInt8]
+    package var headers: [String: String]
+    package var priority: Int
+    package var publishedAt: Date
+    /// A dead letter's identity in its source topic.
+    package var originTopic: String?
+    package var originSequence: UInt64?
+    package var originPublishedAt: Date?
+
+    package init(
+        sequence: UInt64, id: UInt64, payload: [UInt8], headers: [String: String], priority: Int, publishedAt: Date,
+        originTopic: String? = nil, originSequence: UInt64? = nil, originPublishedAt: Date? = nil
+    ) {
+        self.sequence = sequence
+        self.id = id
+        self.payload = payload
+        self.headers = headers
+        self.priority = priority
+        self.publishedAt = publishedAt
+        self.originTopic = originTopic
+        self.originSequence = originSequence
+        self.originPublishedAt = originPublishedAt
+    }
+}
+
+/// What a store holds for one topic when it is opened.
+package struct RecoveredTopic: Sendable {
+    package var nextSequence: UInt64
+    package var messages: [StoredMessageRow]
+    package var subscriptions: [RecoveredSubscription]
+
+    package init(nextSequence: UInt64, messages: [StoredMessageRow], subscriptions: [RecoveredSubscription]) {
+        self.nextSequence = nextSequence
+        self.messages = messages
+        self.subscriptions = subscriptions
+    }
+}
+
+/// One named subscription as the store holds it, with its copies in sequence order.
+package struct RecoveredSubscription: Sendable {
+    package var name: String
+    package var configuration: SubscriptionConfiguration
+    package var copies: [RecoveredCopy]
+
+    package init(name: String, configuration: SubscriptionConfiguration, copies: [RecoveredCopy]) {
+        self.name = name
+        self.configuration = configuration
+        self.copies = copies
+    }
+}
+
+/// One copy: a message a subscription holds, with its attempts and when it is visible.
+package struct RecoveredCopy: Sendable {
+    package var sequence: UInt64
+    package var attempts: Int
+    package var visibleAt: Date?
+    package var lastError: String?
+
+    package init(sequence: UInt64, attempts: Int, visibleAt: Date?, lastError: String?) {
+        self.sequence = sequence
+        self.attempts = attempts
+        self.visibleAt = visibleAt
+        self.lastError = lastError
+    }
+}

@@ -1,0 +1,147 @@
+import GRDB
+import OpenQ
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// The write path: journal entries become statements of the next group commit.
+extension SQLiteStore {
+    package func append(topic: String, _ entries: [JournalEntry]) {
+        committer.append { db in try Self.apply(entries, of: topic, in: db) }
+    }
+
+    package func deleteTopic(_ name: String) {
+        committer.append { db in
+            for table in ["copies", "messages", "subscriptions"] {
+                try db.execute(sql: "DELETE FROM \(table) WHERE topic = ?", arguments: [name])
+            }
+            try db.execute(sql: "DELETE FROM topics WHERE name = ?", arguments: [name])
+        }
+    }
+
+    /// Applies one topic's entries, in order. Every statement tolerates a row that is already gone
+    /// (a copy acknowledged twice, a topic deleted meanwhile), so no entry fails a whole commit.
+    static func apply(_ entries: [JournalEntry], of topic: String, in db: Database) throws {
+        var highestSequence: UInt64 = 0
+        var highestID: UInt64 = 0
+        var released: [UInt64] = []
+        var sweep = false
+        for entry in entries {
+            switch entry {
+            case .message(let row):
+                highestSequence = max(highestSequence, row.sequence)
+                highestID = max(highestID, row.id)
+                try db.cachedStatement(
+                    sql: """
+                        INSERT OR REPLACE INTO messages
+                            (topic, sequence, id, payload, headers, priority, published_at,
+                             origin_topic, origin_sequence, origin_published_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """
+                ).execute(arguments: [
+                    topic, Int64(bitPattern: row.sequence), Int64(bitPattern: row.id), Data(row.payload),
+                    JSON.headers(row.headers), row.priority, row.publishedAt.timeIntervalSinceReferenceDate,
+                    row.originTopic, row.originSequence.map { Int64(bitPattern: $0) },
+                    row.originPublishedAt?.timeIntervalSinceReferenceDate,
+                ])
+            case .copies(let subscription, let first, let count, let visibleAt):
+                let statement = try db.cachedStatement(
+                    sql: """
+                        INSERT OR REPLACE INTO copies (topic, subscription, sequence, attempts, visible_at_ms, last_error)
+                        VALUES (?, ?, ?, 0, ?, NULL)
+                        """)
+                let visible = visibleAt.map(milliseconds)
+                for sequence in first..<first + UInt64(count) {
+                    try statement.execute(arguments: [topic, subscription, Int64(bitPattern: sequence), visible])
+                }
+            case .delivered(let subscription, let sequence, let attempts):
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE copies SET attempts = ?, visible_at_ms = NULL
+                        WHERE topic = ? AND subscription = ? AND sequence = ?
+                        """
+                ).execute(arguments: [attempts, topic, subscription, Int64(bitPattern: sequence)])
+            case .removed(let subscription, let sequences):
+                let statement = try db.cachedStatement(
+                    sql: "DELETE FROM copies WHERE topic = ? AND subscription = ? AND sequence = ?")
+                for sequence in sequences {
+                    try statement.execute(arguments: [topic, subscription, Int64(bitPattern: sequence)])
+                }
+                released += sequences
+            case .deadLettered(let subscription, let sequence, let attempts):
+                try db.cachedStatement(
+                    sql: "DELETE FROM copies WHERE topic = ? AND subscription = ? AND sequence = ? AND attempts = ?"
+                ).execute(arguments: [topic, subscription, Int64(bitPattern: sequence), attempts])
+                released.append(sequence)
+            case .retry(let subscription, let sequence, let attempts, let visibleAt, let lastError):
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE copies SET attempts = ?, visible_at_ms = ?, last_error = ?
+                        WHERE topic = ? AND subscription = ? AND sequence = ?
+                        """
+                ).execute(arguments: [
+                    attempts, visibleAt.map(milliseconds), lastError, topic, subscription,
+                    Int64(bitPattern: sequence),
+                ])
+            case .subscriptionCreated(let name, let configuration):
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO subscriptions (topic, name, configuration) VALUES (?, ?, ?)",
+                    arguments: [topic, name, try JSON.encode(configuration)])
+            case .subscriptionRemoved(let name):
+                try db.execute(
+                    sql: "DELETE FROM copies WHERE topic = ? AND subscription = ?", arguments: [topic, name])
+                try db.execute(
+                    sql: "DELETE FROM subscriptions WHERE topic = ? AND name = ?", arguments: [topic, name])
+                sweep = true
+            case .purged(let subscription):
+                try db.execute(
+                    sql: "DELETE FROM copies WHERE topic = ? AND subscription = ?", arguments: [topic, subscription])
+                sweep = true
+            case .sequenceUsed(let next):
+                highestSequence = max(highestSequence, next - 1)
+            }
+        }
+        if !released.isEmpty {
+            // A message goes with its last copy.
+            let statement = try db.cachedStatement(
+                sql: """
+                    DELETE FROM messages WHERE topic = ? AND sequence = ?
+                    AND NOT EXISTS (SELECT 1 FROM copies WHERE copies.topic = ? AND copies.sequence = ?)
+                    """)
+            for sequence in released {
+                let sequence = Int64(bitPattern: sequence)
+                try statement.execute(arguments: [topic, sequence, topic, sequence])
+            }
+        }
+        if sweep { try deleteUnheldMessages(of: topic, in: db) }
+        if highestSequence > 0 {
+            try db.cachedStatement(
+                sql: "UPDATE topics SET next_sequence = max(next_sequence, ?) WHERE name = ?"
+            ).execute(arguments: [Int64(bitPattern: highestSequence + 1), topic])
+        }
+        if highestID > 0 {
+            try db.cachedStatement(
+                sql: "UPDATE store_state SET value = max(value, ?) WHERE key = 'next_message_id'"
+            ).execute(arguments: [Int64(bitPattern: highestID + 1)])
+        }
+    }
+
+    /// Deletes the messages of `topic` that no subscription holds any more.
+    static func deleteUnheldMessages(of topic: String, in db: Database) throws {
+        try db.execute(
+            sql: """
+                DELETE FROM messages WHERE topic = ?
+                AND NOT EXISTS (
+                    SELECT 1 FROM copies WHERE copies.topic = messages.topic AND copies.sequence = messages.sequence)
+                """,
+            arguments: [topic])
+    }
+}
+
+/// A date as integer milliseconds since 1970.
+func milliseconds(_ date: Date) -> Int64 {
+    Int64((date.timeIntervalSince1970 * 1_000).rounded())
+}

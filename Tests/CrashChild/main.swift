@@ -1,0 +1,132 @@
+// The child process of the crash tests (Tests/OpenQSQLiteTests/CrashTests.swift): it opens a
+// durable store and drives traffic, printing one line per call that RETURNED, until its parent
+// kills it with SIGKILL. The parent then checks the store against what the lines promised.
+//
+//   openq-crash-child <store path> traffic <seed> <first job id>
+//   openq-crash-child <store path> poison <publish: 0|1>
+//   openq-crash-child <store path> stats -
+//
+// Lines: READY, P <id> (publish returned), R <id> <attempt> (receive returned it), a <id> (an ack
+// starts: from here the message may be gone), A <id> (ack returned), N <id> (nack returned), D <id> (reject returned), V <count> (redrive returned),
+// DLQ <depth> <attempts header> (poison: the message is dead), S <work waiting> <work in flight>
+// <dead letters> (stats, after a recovery).
+import OpenQ
+import OpenQSQLite
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+struct Job: Codable, Sendable, Hashable {
+    var id: Int
+}
+
+func say(_ line: String) {
+    // One write per line: a line is in the pipe whole, or not at all.
+    let text = line + "\n"
+    _ = text.withCString { write(1, $0, strlen($0)) }
+}
+
+struct SplitMix64 {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 4 else {
+    say("usage: openq-crash-child <path> traffic <seed> <first id> | <path> poison <0|1>")
+    exit(2)
+}
+let path = arguments[1]
+
+do {
+    let queue = try await MessageQueue(
+        storage: .sqlite(path: path, durability: .powerLoss), configuration: .init(metricsInterval: nil))
+    switch arguments[2] {
+    case "stats":
+        _ = try await queue.createTopic(
+            "jobs", of: Job.self, configuration: .init(deadLetter: .after(deliveries: 4), durability: .durable))
+        let statistics = await queue.statistics()
+        _ = await queue.shutdown(gracePeriod: .zero)
+        let work = statistics.subscription("work", of: "jobs")
+        let dead = statistics.subscription("dead-letters", of: "jobs.dlq")
+        say(
+            "S \((work?.depth ?? -1) + (work?.scheduled ?? 0)) \(work?.inFlight ?? -1) "
+                + "\((dead?.depth ?? -1) + (dead?.scheduled ?? 0) + (dead?.inFlight ?? 0))")
+    case "poison":
+        let topic = try await queue.createTopic(
+            "poison", of: Job.self, configuration: .init(deadLetter: .after(deliveries: 3), durability: .durable))
+        let work = try await topic.subscription("work")
+        if arguments[3] == "1" { try await topic.publish(Job(id: 1)) }
+        say("READY")
+        if let delivery = try await work.receive(max: 1, waitingUpTo: .zero).first {
+            say("R \(delivery.message.payload.id) \(delivery.attempt)")
+            // The handler crashes the process, every time.
+            kill(getpid(), SIGKILL)
+        }
+        let dead = try await queue.topic("poison.dlq", of: Job.self).existingSubscription("dead-letters")
+        let letters = try await dead.receive(max: 10, waitingUpTo: .zero)
+        say("DLQ \(letters.count) \(letters.first?.message.headers[MessageHeader.attempts] ?? "-")")
+        _ = await queue.shutdown(gracePeriod: .zero)
+    default:
+        var random = SplitMix64(state: UInt64(arguments[3]) ?? 1)
+        var nextID = Int(arguments[4]) ?? 1
+        let jobs = try await queue.createTopic(
+            "jobs", of: Job.self, configuration: .init(deadLetter: .after(deliveries: 4), durability: .durable))
+        let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .milliseconds(200)))
+        say("READY")
+        while true {
+            let choice = random.below(100)
+            if choice < 30 {
+                let id = nextID
+                nextID += 1
+                try await jobs.publish(Job(id: id))
+                say("P \(id)")
+            } else if choice < 40 {
+                let ids = Array(nextID..<nextID + 5)
+                nextID += 5
+                try await jobs.publish(contentsOf: ids.map(Job.init(id:)))
+                for id in ids { say("P \(id)") }
+            } else if choice < 95 {
+                let deliveries = try await work.receive(max: 5, waitingUpTo: .milliseconds(20))
+                for delivery in deliveries { say("R \(delivery.message.payload.id) \(delivery.attempt)") }
+                for delivery in deliveries {
+                    let id = delivery.message.payload.id
+                    let fate = random.below(100)
+                    do {
+                        if fate < 60 {
+                            say("a \(id)")
+                            try await delivery.ack()
+                            say("A \(id)")
+                        } else if fate < 80 {
+                            try await delivery.nack(retryAfter: .milliseconds(random.below(30)), error: "try later")
+                            say("N \(id)")
+                        } else if fate < 85 {
+                            try await delivery.reject(reason: "poison")
+                            say("D \(id)")
+                        }  // else: left to expire
+                    } catch let error as OpenQError where error.code == .receiptExpired {
+                        // The visibility timeout passed first: the message is visible again.
+                    }
+                }
+            } else {
+                let moved = try await queue.redrive(from: "jobs.dlq", max: 3)
+                say("V \(moved)")
+            }
+        }
+    }
+} catch {
+    say("ERROR \(error)")
+    exit(1)
+}

@@ -1,0 +1,243 @@
+import Foundation
+import GRDB
+import OpenQ
+import Testing
+
+@testable import OpenQSQLite
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The child process of the crash tests, built beside the test binary.
+func crashChildPath() throws -> String {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let candidates = [directory, directory.deletingLastPathComponent()].map {
+        $0.appendingPathComponent("openq-crash-child").path
+    }
+    guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw TestFailure("openq-crash-child is not built beside the tests (looked at \(candidates)); run swift build")
+    }
+    return path
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A child process whose standard output is read line by line on a thread of its own.
+final class Child: @unchecked Sendable {
+    let process = Process()
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private var buffer = Data()
+    private var closed = false
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: try crashChildPath())
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        let handle = pipe.fileHandleForReading
+        try process.run()
+        Thread.detachNewThread { [self] in
+            while true {
+                let data = handle.availableData
+                lock.lock()
+                if data.isEmpty {
+                    closed = true
+                    lock.unlock()
+                    done.signal()
+                    return
+                }
+                buffer.append(data)
+                while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                    lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                    buffer.removeSubrange(buffer.startIndex...newline)
+                }
+                lock.unlock()
+            }
+        }
+    }
+
+    var output: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return lines
+    }
+
+    /// Waits until a line satisfies `condition` or the child's output ends, at most `seconds`.
+    func waitFor(_ seconds: Double, _ condition: (String) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            lock.lock()
+            let found = lines.contains(where: condition)
+            let ended = closed
+            lock.unlock()
+            if found { return true }
+            if ended { return false }
+            usleep(2_000)
+        }
+        return false
+    }
+
+    /// Kills the child with SIGKILL and waits until its output is read to the end. Only whole
+    /// lines count: a line cut by the kill is not a call that returned.
+    func kill() -> [String] {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        _ = done.wait(timeout: .now() + 10)
+        return output
+    }
+
+    func waitForExit() -> [String] {
+        process.waitUntilExit()
+        _ = done.wait(timeout: .now() + 10)
+        return output
+    }
+}
+
+/// What the lines of all children so far promise about the store.
+struct Promises {
+    var published: Set<Int> = []
+    var acked: Set<Int> = []
+    /// Ids whose ack was called (it may have committed before the kill, its line not written).
+    var ackStarted: Set<Int> = []
+    /// Ids that were (or may have been) dead-lettered: their copies may legitimately come back
+    /// through a redrive with a fresh attempt count, and be delivered after an ack.
+    var maybeDead: Set<Int> = []
+    var highestAttempt: [Int: Int] = [:]
+    var calls = 0
+    /// Every line about each job, with the life it was said in, for failure messages.
+    var history: [Int: [String]] = [:]
+    var life = 0
+
+    func story(of ids: some Collection<Int>) -> String {
+        ids.sorted().prefix(5).map { "job \($0): \(history[$0, default: []].joined(separator: ", "))" }
+            .joined(separator: "; ")
+    }
+
+    mutating func read(_ lines: [String]) throws {
+        life += 1
+        for line in lines {
+            let fields = line.split(separator: " ")
+            guard let kind = fields.first else { continue }
+            let id = fields.count > 1 ? Int(fields[1]) ?? -1 : -1
+            if kind != "V" { history[id, default: []].append("\(life):\(line)") }
+            switch kind {
+            case "READY": break
+            case "P": published.insert(id)
+            case "a": ackStarted.insert(id)
+            case "A": acked.insert(id)
+            case "D": maybeDead.insert(id)
+            case "N", "V": break
+            case "R":
+                let attempt = Int(fields[2]) ?? 0
+                if !maybeDead.contains(id), let highest = highestAttempt[id], attempt <= highest {
+                    throw TestFailure("job \(id) was delivered with attempt \(attempt) after attempt \(highest)")
+                }
+                if !maybeDead.contains(id), acked.contains(id) {
+                    throw TestFailure("job \(id) was delivered again after its ack returned")
+                }
+                highestAttempt[id] = max(highestAttempt[id] ?? 0, attempt)
+                if attempt >= 4 { maybeDead.insert(id) }
+            default:
+                throw TestFailure("the child said: \(line)")
+            }
+            calls += 1
+        }
+    }
+}
+
+/// One row per copy the store holds: the job, where, and its attempts.
+func storedCopies(_ path: String) throws -> [(id: Int, topic: String, attempts: Int)] {
+    let database = try DatabaseQueue(path: path)
+    defer { try? database.close() }
+    return try database.read { db in
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT CAST(json_extract(CAST(m.payload AS TEXT), '$.id') AS INTEGER) AS job, c.topic, c.attempts
+                FROM copies c JOIN messages m ON m.topic = c.topic AND m.sequence = c.sequence
+                """
+        ).map { (id: $0["job"], topic: $0["topic"], attempts: $0["attempts"]) }
+    }
+}
+
+@Suite("Crash tests: kill -9 at random moments, then check the store", .serialized)
+struct CrashTests {
+    /// At least 50 kills across publish, receive, ack, nack, reject (dead-letter), expiry and
+    /// redrive traffic; after each, every promise the returned calls made is checked in the store.
+    @Test func killedAtRandomMoments_theStoreKeepsEveryPromise() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/openq.sqlite"
+            var promises = Promises()
+            var random = SystemRandomNumberGenerator()
+            let kills = 50
+            for round in 0..<kills {
+                let child = try Child([path, "traffic", String(round + 1), String(round * 100_000 + 1)])
+                guard child.waitFor(20, { $0 == "READY" || $0.hasPrefix("ERROR") }) else {
+                    _ = child.kill()
+                    throw TestFailure("round \(round): the child did not start")
+                }
+                usleep(UInt32.random(in: 20_000...120_000, using: &random))
+                try promises.read(child.kill())
+
+                let copies = try storedCopies(path)
+                for copy in copies where copy.topic == "jobs.dlq" || copy.attempts >= 4 {
+                    promises.maybeDead.insert(copy.id)
+                }
+                let present = Set(copies.map(\.id))
+                let lost = promises.published.subtracting(promises.ackStarted).subtracting(present)
+                try #require(
+                    lost.isEmpty, "round \(round): published, never acked, and gone: \(promises.story(of: lost))")
+                let work = copies.filter { $0.topic == "jobs" }
+                let redelivered = Set(work.map(\.id)).intersection(promises.acked).subtracting(promises.maybeDead)
+                try #require(
+                    redelivered.isEmpty, "round \(round): acked and still held: \(promises.story(of: redelivered))")
+                for copy in work where !promises.maybeDead.contains(copy.id) {
+                    let promised = promises.highestAttempt[copy.id] ?? 0
+                    try #require(copy.attempts >= promised, "round \(round): job \(copy.id) attempts went down")
+                }
+                #expect(Set(work.map(\.id)).count == work.count, "round \(round): a job held twice")
+                if round % 10 == 9 { try await statisticsMatchTheStore(path) }
+            }
+            #expect(promises.calls > kills * 10, "the children made \(promises.calls) calls in \(kills) lives")
+            #expect(!promises.acked.isEmpty && !promises.maybeDead.isEmpty)
+        }
+    }
+
+    /// After a recovery, the statistics a broker reports are what the store holds (the child
+    /// declares the topics: a stored topic reopens only with its own payload type).
+    func statisticsMatchTheStore(_ path: String) async throws {
+        let child = try Child([path, "stats", "-"])
+        let line = try #require(child.waitForExit().first { $0.hasPrefix("S ") })
+        let numbers = line.split(separator: " ").dropFirst().compactMap { Int($0) }
+        let copies = try storedCopies(path)
+        #expect(
+            numbers == [copies.filter { $0.topic == "jobs" }.count, 0, copies.filter { $0.topic == "jobs.dlq" }.count])
+    }
+
+    /// A message that kills its consumer every time it is handled is dead-lettered after
+    /// `maxDeliveries` crashes instead of looping: each attempt was committed before the delivery.
+    @Test func aPoisonMessage_isDeadLetteredAfterMaxDeliveriesCrashes() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/openq.sqlite"
+            var attempts: [Int] = []
+            var verdict: String?
+            for run in 0..<6 where verdict == nil {
+                let child = try Child([path, "poison", run == 0 ? "1" : "0"])
+                for line in child.waitForExit() {
+                    if line.hasPrefix("R ") { attempts.append(Int(line.split(separator: " ")[2])!) }
+                    if line.hasPrefix("DLQ ") { verdict = line }
+                    #expect(!line.hasPrefix("ERROR"), "\(line)")
+                }
+            }
+            #expect(attempts == [1, 2, 3])
+            #expect(verdict == "DLQ 1 3")
+        }
+    }
+}
