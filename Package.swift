@@ -106,6 +106,7 @@ let package = Package(
             name: "OpenQTests",
             dependencies: [
                 "OpenQ",
+                "OpenQSQLite",
                 "OpenQTesting",
                 "OpenQTracing",
                 .product(name: "Logging", package: "swift-log"),

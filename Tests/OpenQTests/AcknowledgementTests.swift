@@ -5,10 +5,11 @@ import Testing
 
 @Suite("Acknowledgement: visibility timeouts, nack backoff, dead letters, redrive")
 struct AcknowledgementTests {
-    @Test func unackedDelivery_isRedeliveredAfterTheVisibilityTimeout() async throws {
+    @Test(arguments: Backend.allCases)
+    func unackedDelivery_isRedeliveredAfterTheVisibilityTimeout(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("jobs", of: Int.self, configuration: backend.configure())
         let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(30)))
         try await topic.publish(1)
         let first = try #require(try await work.receive().first)
@@ -23,10 +24,11 @@ struct AcknowledgementTests {
         #expect(try work.statistics().counters.expired == 1)
     }
 
-    @Test func timerAlone_wakesAWaitingConsumerForTheRedelivery() async throws {
+    @Test(arguments: Backend.allCases)
+    func timerAlone_wakesAWaitingConsumerForTheRedelivery(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("jobs", of: Int.self, configuration: backend.configure())
         let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(5)))
         try await topic.publish(1)
         _ = try await work.receive()  // taken and never acked (a crashed consumer)
@@ -39,10 +41,11 @@ struct AcknowledgementTests {
         #expect(try await withTimeout { try await waiting.value } == 2)
     }
 
-    @Test func ack_afterTheTimeout_failsWithReceiptExpired_andTheNewDeliveryStillAcks() async throws {
+    @Test(arguments: Backend.allCases)
+    func ack_afterTheTimeout_failsWithReceiptExpired_andTheNewDeliveryStillAcks(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("jobs", of: Int.self, configuration: backend.configure())
         let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
         try await topic.publish(1)
         let slow = try #require(try await work.receive().first)
@@ -57,9 +60,10 @@ struct AcknowledgementTests {
         #expect(try work.statistics().isBalanced)
     }
 
-    @Test func batchAck_acknowledgesEveryDeliveryInOneCall() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("jobs", of: Int.self)
+    @Test(arguments: Backend.allCases)
+    func batchAck_acknowledgesEveryDeliveryInOneCall(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("jobs", of: Int.self, configuration: backend.configure())
         let work = try await topic.subscription("w", acknowledgement: .manual)
         try await topic.publish(contentsOf: 1...50)
         let batch = try await work.receive(max: 50)
@@ -72,10 +76,11 @@ struct AcknowledgementTests {
         #expect(try await work.receive().isEmpty, "acknowledged messages are not delivered again")
     }
 
-    @Test func batchAck_settlesEachDeliveryOnItsOwn_andReportsTheOnesItCouldNot() async throws {
+    @Test(arguments: Backend.allCases)
+    func batchAck_settlesEachDeliveryOnItsOwn_andReportsTheOnesItCouldNot(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("jobs", of: Int.self, configuration: backend.configure())
         let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
         let other = try await topic.subscription("other", acknowledgement: .manual)
         try await topic.publish(1)
@@ -104,10 +109,11 @@ struct AcknowledgementTests {
         try await foreign.ack()
     }
 
-    @Test func extendVisibility_keepsTheDeliveryInvisible() async throws {
+    @Test(arguments: Backend.allCases)
+    func extendVisibility_keepsTheDeliveryInvisible(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("jobs", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("jobs", of: Int.self, configuration: backend.configure())
         let work = try await topic.subscription("w", acknowledgement: .manual(visibilityTimeout: .seconds(10)))
         try await topic.publish(1)
         let delivery = try #require(try await work.receive().first)
@@ -118,11 +124,13 @@ struct AcknowledgementTests {
         try await delivery.ack()
     }
 
-    @Test func nack_backsOff_thenRedelivers() async throws {
+    @Test(arguments: Backend.allCases)
+    func nack_backsOff_thenRedelivers(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
+        let queue = try await backend.makeQueue(clock: clock)
         let backoff = RetryBackoff.exponential(initial: .seconds(2), maximum: .seconds(60), multiplier: 2, jitter: 0)
-        let topic = try await queue.createTopic("jobs", of: Int.self, configuration: .init(retryBackoff: backoff))
+        let topic = try await queue.createTopic(
+            "jobs", of: Int.self, configuration: backend.configure(.init(retryBackoff: backoff)))
         let work = try await topic.subscription("w")
         try await topic.publish(1)
         try await #require(try await work.receive().first).nack(error: "flaky")
@@ -135,12 +143,13 @@ struct AcknowledgementTests {
         #expect(try await work.receive().first?.attempt == 3, "retryAfter: .zero redelivers at once")
     }
 
-    @Test func maxDeliveries_movesTheMessageToTheDeadLetterTopic_withHeaders() async throws {
+    @Test(arguments: Backend.allCases)
+    func maxDeliveries_movesTheMessageToTheDeadLetterTopic_withHeaders(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
+        let queue = try await backend.makeQueue(clock: clock)
         let topic = try await queue.createTopic(
             "orders", of: Order.self,
-            configuration: .init(deadLetter: .after(deliveries: 3), retryBackoff: .immediate))
+            configuration: backend.configure(.init(deadLetter: .after(deliveries: 3), retryBackoff: .immediate)))
         let billing = try await topic.subscription("billing")
         try await topic.publish(Order(id: 9), headers: ["source": "api"])
         for attempt in 1...3 {
@@ -165,9 +174,10 @@ struct AcknowledgementTests {
         #expect(try billing.statistics().counters.deadLettered == 1)
     }
 
-    @Test func reject_sendsTheMessageToTheDeadLetterTopicAtOnce() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("orders", of: Order.self)
+    @Test(arguments: Backend.allCases)
+    func reject_sendsTheMessageToTheDeadLetterTopicAtOnce(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("orders", of: Order.self, configuration: backend.configure())
         let billing = try await topic.subscription("billing")
         try await topic.publish(Order(id: 1))
         try await #require(try await billing.receive().first).reject(reason: "malformed order")
@@ -177,9 +187,10 @@ struct AcknowledgementTests {
         #expect(dead.message.headers[MessageHeader.deadLetterReason] == "rejected")
     }
 
-    @Test func deadLetterTopic_canBeSubscribedToLikeAnyTopic() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("orders", of: Order.self)
+    @Test(arguments: Backend.allCases)
+    func deadLetterTopic_canBeSubscribedToLikeAnyTopic(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("orders", of: Order.self, configuration: backend.configure())
         let alerts = try await queue.topic("orders.dlq", of: Order.self).subscribe()
         let billing = try await topic.subscription("billing")
         try await topic.publish(Order(id: 5))
@@ -187,9 +198,10 @@ struct AcknowledgementTests {
         #expect(try await collect(1, from: alerts).map(\.payload.id) == [5])
     }
 
-    @Test func redrive_movesDeadLettersBackToTheirSubscription_withAFreshAttemptCount() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("orders", of: Order.self)
+    @Test(arguments: Backend.allCases)
+    func redrive_movesDeadLettersBackToTheirSubscription_withAFreshAttemptCount(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("orders", of: Order.self, configuration: backend.configure())
         let billing = try await topic.subscription("billing")
         let shipping = try await topic.subscription("shipping", acknowledgement: .automatic)
         try await topic.publish(contentsOf: [Order(id: 1), Order(id: 2)])
@@ -208,9 +220,10 @@ struct AcknowledgementTests {
         #expect(try deadLetters.statistics().isBalanced)
     }
 
-    @Test func redrive_keepsMessagesWhoseSourceSubscriptionIsGone() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("orders", of: Order.self)
+    @Test(arguments: Backend.allCases)
+    func redrive_keepsMessagesWhoseSourceSubscriptionIsGone(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("orders", of: Order.self, configuration: backend.configure())
         let billing = try await topic.subscription("billing")
         try await topic.publish(Order(id: 1))
         try await #require(try await billing.receive().first).reject(reason: "bug")
@@ -221,9 +234,11 @@ struct AcknowledgementTests {
         #expect(try deadLetters.statistics().isBalanced)
     }
 
-    @Test func disabledDeadLetters_rejectDiscardsAndCounts() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("t", of: Int.self, configuration: .init(deadLetter: .disabled))
+    @Test(arguments: Backend.allCases)
+    func disabledDeadLetters_rejectDiscardsAndCounts(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic(
+            "t", of: Int.self, configuration: backend.configure(.init(deadLetter: .disabled)))
         let work = try await topic.subscription("w")
         try await topic.publish(1)
         try await #require(try await work.receive().first).reject(reason: "bad")
@@ -235,10 +250,11 @@ struct AcknowledgementTests {
 
 @Suite("Bounded topics: every overflow policy")
 struct OverflowTests {
-    @Test func suspend_blocksThePublisher_untilAnAckMakesRoom() async throws {
-        let queue = makeQueue()
+    @Test(arguments: Backend.allCases)
+    func suspend_blocksThePublisher_untilAnAckMakesRoom(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
         let topic = try await queue.createTopic(
-            "b", of: Int.self, configuration: .init(capacity: 2, overflow: .suspend))
+            "b", of: Int.self, configuration: backend.configure(.init(capacity: 2, overflow: .suspend)))
         let work = try await topic.subscription("w")
         try await topic.publish(contentsOf: [1, 2])
         let blocked = Task { try await topic.publish(3) }
@@ -251,10 +267,11 @@ struct OverflowTests {
         #expect(try await work.receive(max: 10).map(\.message.payload) == [2, 3])
     }
 
-    @Test func suspend_waitingPublishersGoInOrder() async throws {
-        let queue = makeQueue()
+    @Test(arguments: Backend.allCases)
+    func suspend_waitingPublishersGoInOrder(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
         let topic = try await queue.createTopic(
-            "b", of: Int.self, configuration: .init(capacity: 1, overflow: .suspend))
+            "b", of: Int.self, configuration: backend.configure(.init(capacity: 1, overflow: .suspend)))
         let stream = try await topic.subscribe(prefetch: 1)
         try await topic.publish(0)
         var publishers: [Task<Void, any Error>] = []
@@ -267,10 +284,11 @@ struct OverflowTests {
         for publisher in publishers { try await publisher.value }
     }
 
-    @Test func suspend_cancelledPublisher_throwsAndPublishesNothing() async throws {
-        let queue = makeQueue()
+    @Test(arguments: Backend.allCases)
+    func suspend_cancelledPublisher_throwsAndPublishesNothing(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
         let topic = try await queue.createTopic(
-            "b", of: Int.self, configuration: .init(capacity: 1, overflow: .suspend))
+            "b", of: Int.self, configuration: backend.configure(.init(capacity: 1, overflow: .suspend)))
         let work = try await topic.subscription("w")
         try await topic.publish(1)
         let blocked = Task { try await topic.publish(2) }

@@ -5,9 +5,10 @@ import Testing
 
 @Suite("Publish and subscribe: fan-out, work queues, order, priorities, delays, long polling")
 struct PublishSubscribeTests {
-    @Test func fanOut_everySubscriberGetsEveryMessage_inOrder() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("events", of: Int.self)
+    @Test(arguments: Backend.allCases)
+    func fanOut_everySubscriberGetsEveryMessage_inOrder(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("events", of: Int.self, configuration: backend.configure())
         var streams: [MessageStream<Int>] = []
         for _ in 0..<5 { streams.append(try await topic.subscribe()) }
         try await topic.publish(contentsOf: 1...100)
@@ -69,18 +70,20 @@ struct PublishSubscribeTests {
         #expect(replayed.id == original.id)
     }
 
-    @Test func subscribe_doesNotSeeMessagesPublishedBeforeIt() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("events", of: Int.self)
+    @Test(arguments: Backend.allCases)
+    func subscribe_doesNotSeeMessagesPublishedBeforeIt(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("events", of: Int.self, configuration: backend.configure())
         try await topic.publish(1)
         let stream = try await topic.subscribe()
         try await topic.publish(2)
         #expect(try await collect(1, from: stream).map(\.payload) == [2])
     }
 
-    @Test func subscriberWaiting_isWokenByAPublish() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("events", of: Int.self)
+    @Test(arguments: Backend.allCases)
+    func subscriberWaiting_isWokenByAPublish(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("events", of: Int.self, configuration: backend.configure())
         let stream = try await topic.subscribe()
         let reader = Task { try await collect(3, from: stream).map(\.payload) }
         try await eventually("the reader to wait") { topic.statistics().consumers == 1 }
@@ -88,9 +91,10 @@ struct PublishSubscribeTests {
         #expect(try await reader.value == [1, 2, 3])
     }
 
-    @Test func competingConsumers_splitTheWork_withNothingLostOrDuplicated() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("jobs", of: Int.self)
+    @Test(arguments: Backend.allCases)
+    func competingConsumers_splitTheWork_withNothingLostOrDuplicated(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("jobs", of: Int.self, configuration: backend.configure())
         let work = try await topic.subscription("workers", acknowledgement: .manual)
         let total = 2_000
         let consumers = (0..<4).map { _ in
@@ -119,9 +123,10 @@ struct PublishSubscribeTests {
         #expect(statistics.isBalanced)
     }
 
-    @Test func priorities_higherPriorityDeliveredFirst() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("p", of: String.self)
+    @Test(arguments: Backend.allCases)
+    func priorities_higherPriorityDeliveredFirst(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("p", of: String.self, configuration: backend.configure())
         let subscription = try await topic.subscription("s")
         try await topic.publish("low", priority: 0)
         try await topic.publish("urgent", priority: 10)
@@ -131,10 +136,11 @@ struct PublishSubscribeTests {
         #expect(batch.map(\.message.payload) == ["urgent", "urgent-2", "normal", "low"])
     }
 
-    @Test func delayedMessage_becomesVisibleWhenTheClockPassesTheDelay() async throws {
+    @Test(arguments: Backend.allCases)
+    func delayedMessage_becomesVisibleWhenTheClockPassesTheDelay(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("d", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("d", of: Int.self, configuration: backend.configure())
         let stream = try await topic.subscribe()
         try await topic.publish(1, delay: .seconds(60))
         let reader = Task { try await collect(1, from: stream).map(\.payload) }
@@ -146,10 +152,11 @@ struct PublishSubscribeTests {
         #expect(try await reader.value == [1])
     }
 
-    @Test func receive_longPoll_returnsWhenAMessageArrives() async throws {
+    @Test(arguments: Backend.allCases)
+    func receive_longPoll_returnsWhenAMessageArrives(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("q", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("q", of: Int.self, configuration: backend.configure())
         let subscription = try await topic.subscription("s")
         let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(20)) }
         try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
@@ -158,10 +165,11 @@ struct PublishSubscribeTests {
         #expect(batch.map(\.message.payload) == [7])
     }
 
-    @Test func receive_longPoll_returnsEmptyWhenTheWaitPasses() async throws {
+    @Test(arguments: Backend.allCases)
+    func receive_longPoll_returnsEmptyWhenTheWaitPasses(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("q", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("q", of: Int.self, configuration: backend.configure())
         let subscription = try await topic.subscription("s")
         let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(20)) }
         try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
@@ -171,19 +179,21 @@ struct PublishSubscribeTests {
         #expect(try await subscription.receive().count == 1, "a timed-out poll must not swallow a later message")
     }
 
-    @Test func receive_withoutWaiting_returnsAtOnce() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("q", of: Int.self)
+    @Test(arguments: Backend.allCases)
+    func receive_withoutWaiting_returnsAtOnce(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("q", of: Int.self, configuration: backend.configure())
         let subscription = try await topic.subscription("s")
         #expect(try await subscription.receive().isEmpty)
         await #expect(throws: OpenQError.self) { try await subscription.receive(max: 0) }
         await #expect(throws: OpenQError.self) { try await subscription.receive(waitingUpTo: .seconds(-1)) }
     }
 
-    @Test func receive_cancelledWhileWaiting_throwsCancellation_andLosesNothing() async throws {
+    @Test(arguments: Backend.allCases)
+    func receive_cancelledWhileWaiting_throwsCancellation_andLosesNothing(_ backend: Backend) async throws {
         let clock = ManualClock()
-        let queue = makeQueue(clock: clock)
-        let topic = try await queue.createTopic("q", of: Int.self)
+        let queue = try await backend.makeQueue(clock: clock)
+        let topic = try await queue.createTopic("q", of: Int.self, configuration: backend.configure())
         let subscription = try await topic.subscription("s")
         let poll = Task { try await subscription.receive(max: 10, waitingUpTo: .seconds(60)) }
         try await eventually("the poll to wait") { clock.sleeperCount >= 1 }
@@ -193,9 +203,10 @@ struct PublishSubscribeTests {
         #expect(try await subscription.receive().map(\.message.payload) == [1])
     }
 
-    @Test func producer_addsItsNameAndDefaultHeaders() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("orders", of: Order.self)
+    @Test(arguments: Backend.allCases)
+    func producer_addsItsNameAndDefaultHeaders(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("orders", of: Order.self, configuration: backend.configure())
         let stream = try await topic.subscribe()
         let producer = try topic.producer("api", headers: ["region": "eu", "tier": "1"])
         try await producer.publish(Order(id: 1), headers: ["tier": "2"])
@@ -204,9 +215,10 @@ struct PublishSubscribeTests {
         #expect(throws: OpenQError.self) { try topic.producer("no spaces") }
     }
 
-    @Test func batchPublish_keepsOrderAndHeaders() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("b", of: Int.self)
+    @Test(arguments: Backend.allCases)
+    func batchPublish_keepsOrderAndHeaders(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("b", of: Int.self, configuration: backend.configure())
         let subscription = try await topic.subscription("s")
         try await topic.publish(contentsOf: [3, 1, 2], headers: ["batch": "yes"])
         let batch = try await subscription.receive(max: 10)
@@ -230,9 +242,10 @@ struct PublishSubscribeTests {
         #expect(messages.allSatisfy { $0.headers == ["k": "v"] })
     }
 
-    @Test func automaticConsumer_endingInsideABatch_leavesTheRestForTheNextConsumer() async throws {
-        let queue = makeQueue()
-        let topic = try await queue.createTopic("b", of: Int.self)
+    @Test(arguments: Backend.allCases)
+    func automaticConsumer_endingInsideABatch_leavesTheRestForTheNextConsumer(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let topic = try await queue.createTopic("b", of: Int.self, configuration: backend.configure())
         let subscription = try await topic.subscription("s", acknowledgement: .automatic)
         try await topic.publish(contentsOf: 1...10)
         var seen: [Int] = []

@@ -211,9 +211,10 @@ let isolatedRuns: [(only: String, peer: String?)] =
     (options.openQOnly
         ? [("1→1 per message", nil)]
         : OneToOne.peers.map { ("1→1 per message", $0.0) })
-    + ["1→1 batches", "single task", "fan-out", "4→4", "ack", "redeliver", "latency", "memory", "scale"].map {
-        ($0, nil)
-    }
+    + ["1→1 batches", "single task", "fan-out", "4→4", "ack", "redeliver", "latency", "memory", "scale", "durable"].map
+{
+    ($0, nil)
+}
 
 /// Runs this executable with `arguments` in a child process and returns what it printed; throws
 /// when the child fails. Its standard error (progress) goes to ours.
@@ -377,6 +378,10 @@ if wanted("scale", others: "10k topics", "2 producers") {
     rows += try await compare(
         "2 producers on 2 topics (batches of 64)", count: n, rounds: rounds, openQ: Scale.parallelTopics(2),
         peers: [("OpenQ, 1 producer on 1 topic", Scale.parallelTopics(1))])
+}
+
+if wanted("durable") {
+    rows += try await durableRows(messages: n, rounds: rounds)
 }
 
 for index in rows.indices { rows[index].coreToCore = roundTripAtStart }
