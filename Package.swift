@@ -86,6 +86,7 @@ let package = Package(
             name: "OpenQDemoKit",
             dependencies: [
                 "OpenQ",
+                "OpenQSQLite",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Demo/Scenarios"

@@ -39,6 +39,9 @@ struct OpenQDemo: AsyncParsableCommand {
     @Flag(help: "Print the final statistics as JSON, for scripts.")
     var json = false
 
+    @Option(help: .hidden)
+    var durableChild: String?
+
     func validate() throws {
         if let scenario, ScenarioName(rawValue: scenario) == nil {
             throw ValidationError(
@@ -53,6 +56,7 @@ struct OpenQDemo: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let durableChild { try await runDurableChild(path: durableChild, count: messages) }
         let options = DemoOptions(
             messages: messages, consumers: consumers, visibilityTimeout: .milliseconds(visibilityTimeout), seed: seed)
         let scenarios = scenario.flatMap(ScenarioName.init(rawValue:)).map { [$0] } ?? ScenarioName.allCases

@@ -54,6 +54,7 @@ public enum ScenarioName: String, CaseIterable, Sendable {
     case deadLetter = "dead-letter"
     case backpressure
     case replay
+    case durable
 
     /// One line: what the scenario demonstrates.
     public var summary: String {
@@ -63,6 +64,8 @@ public enum ScenarioName: String, CaseIterable, Sendable {
         case .deadLetter: "a failing consumer, retries with backoff, the dead-letter topic, and redrive"
         case .backpressure: "a fast producer, a slow consumer, and what each overflow policy does"
         case .replay: "retention, and late subscribers starting at the earliest message and at a time"
+        case .durable:
+            "a durable topic on SQLite: a child process is killed with SIGKILL, and what it was told survives"
         }
     }
 
@@ -74,6 +77,7 @@ public enum ScenarioName: String, CaseIterable, Sendable {
         case .deadLetter: try await DeadLetterScenario.run(options, narrator: narrator)
         case .backpressure: try await BackpressureScenario.run(options, narrator: narrator)
         case .replay: try await ReplayScenario.run(options, narrator: narrator)
+        case .durable: try await DurableScenario.run(options, narrator: narrator)
         }
     }
 }
@@ -133,6 +137,18 @@ public final class Narrator: Sendable {
         let queue = MessageQueue(configuration: .init(metricsInterval: nil), logger: logger)
         tracked.withValue { $0 = queue }
         return queue
+    }
+
+    /// The logger of the demo's brokers: errors only (the demo narrates for itself).
+    var quietLogger: Logger {
+        var logger = Logger(label: "openq")
+        logger.logLevel = .error
+        return logger
+    }
+
+    /// Tracks a broker made elsewhere for the progress line.
+    func track(_ queue: MessageQueue) {
+        tracked.withValue { $0 = queue }
     }
 
     public init(quiet: Bool, sink: @escaping @Sendable (String) -> Void = { print($0) }) {

@@ -382,6 +382,14 @@ public actor MessageQueue {
         try store?.storedTopics() ?? []
     }
 
+    /// The messages the store quarantined because their payload no longer decoded (see
+    /// ``TopicStatistics/quarantined``), oldest first, with their bytes and the reason. Empty for a
+    /// broker without storage.
+    /// - Throws: ``OpenQError/Code/storageFailed``.
+    public func quarantinedMessages() throws -> [QuarantinedMessage] {
+        try store?.quarantinedMessages() ?? []
+    }
+
     /// The names of all topics, sorted.
     public func topicNames() -> [String] {
         topics.keys.sorted()

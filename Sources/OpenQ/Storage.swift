@@ -47,6 +47,30 @@ public struct StoredTopic: Hashable, Sendable {
     }
 }
 
+/// A stored message whose payload no longer decoded when its topic was opened (its type
+/// changed): kept in the store's quarantine as raw bytes with the reason, never delivered.
+public struct QuarantinedMessage: Hashable, Sendable {
+    /// The topic it was stored in.
+    public var topic: String
+    /// Its sequence number in that topic.
+    public var sequenceNumber: UInt64
+    /// The payload's stored bytes, as they were.
+    public var payload: [UInt8]
+    /// Why it was quarantined (the decoder's error).
+    public var reason: String
+    /// When it was quarantined.
+    public var quarantinedAt: Date
+
+    /// Creates a description.
+    package init(topic: String, sequenceNumber: UInt64, payload: [UInt8], reason: String, quarantinedAt: Date) {
+        self.topic = topic
+        self.sequenceNumber = sequenceNumber
+        self.payload = payload
+        self.reason = reason
+        self.quarantinedAt = quarantinedAt
+    }
+}
+
 // MARK: - The seam between the core and a storage library (package access only)
 
 /// A durable store: the write-ahead journal of a broker's durable topics.
@@ -80,6 +104,8 @@ package protocol DurableStore: AnyObject, Sendable {
     func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) throws(OpenQError)
     /// How many payloads of `topic` the quarantine holds.
     func quarantinedCount(topic: String) -> Int
+    /// Everything in the quarantine, oldest first.
+    func quarantinedMessages() throws(OpenQError) -> [QuarantinedMessage]
     /// The topics the store holds.
     func storedTopics() throws(OpenQError) -> [StoredTopic]
     /// The first message id that no stored message used: ids continue after a restart.

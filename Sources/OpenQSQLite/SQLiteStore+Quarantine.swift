@@ -8,15 +8,6 @@ import OpenQ
 #endif
 
 extension SQLiteStore {
-    /// A payload that no longer decodes, kept as raw bytes with the reason.
-    package struct QuarantinedPayload: Hashable, Sendable {
-        package var topic: String
-        package var sequence: UInt64
-        package var payload: [UInt8]
-        package var reason: String
-        package var quarantinedAtMilliseconds: Int64
-    }
-
     /// Moves a payload that does not decode into the quarantine and removes the message and its
     /// copies, in one transaction.
     package func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) throws(OpenQError) {
@@ -47,18 +38,23 @@ extension SQLiteStore {
     }
 
     /// Everything in the quarantine, oldest first.
-    package func quarantined() throws -> [QuarantinedPayload] {
-        try pool.read { db in
-            try Row.fetchAll(
-                db, sql: "SELECT topic, sequence, payload, reason, quarantined_at_ms FROM quarantine ORDER BY rowid"
-            ).map { row in
-                QuarantinedPayload(
-                    topic: row["topic"],
-                    sequence: UInt64(bitPattern: row["sequence"] as Int64),
-                    payload: [UInt8](row["payload"] as Data),
-                    reason: row["reason"],
-                    quarantinedAtMilliseconds: row["quarantined_at_ms"])
+    package func quarantinedMessages() throws(OpenQError) -> [QuarantinedMessage] {
+        do {
+            return try pool.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: "SELECT topic, sequence, payload, reason, quarantined_at_ms FROM quarantine ORDER BY rowid"
+                ).map { row in
+                    QuarantinedMessage(
+                        topic: row["topic"],
+                        sequenceNumber: UInt64(bitPattern: row["sequence"] as Int64),
+                        payload: [UInt8](row["payload"] as Data),
+                        reason: row["reason"],
+                        quarantinedAt: Date(timeIntervalSince1970: Double(row["quarantined_at_ms"] as Int64) / 1_000))
+                }
             }
+        } catch {
+            throw OpenQError.storageFailure(error)
         }
     }
 }

@@ -51,6 +51,14 @@ struct ScenarioTests {
         )
     }
 
+    @Test func durable() async throws {
+        let outcome = try await ScenarioName.durable.run(options, narrator: narrator)
+        #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
+        // 60 published by the killed child, 6 acked there, 6 in flight: 54 recovered and drained.
+        #expect(outcome.figures["recovered"] == 54)
+        #expect(outcome.statistics.topic("jobs")?.subscription("workers")?.counters.acked == 54)
+    }
+
     @Test func replay() async throws {
         let outcome = try await ScenarioName.replay.run(options, narrator: narrator)
         #expect(outcome.passed, "\(outcome.checks.filter { !$0.held })")
@@ -62,7 +70,7 @@ struct ScenarioTests {
     /// subscription nobody read until publishing ended, which parked the publisher for good).
     @Test(arguments: [
         (ScenarioName.workQueue, 20_000), (.eventBus, 50_000), (.replay, 15_000), (.deadLetter, 20_000),
-        (.backpressure, 20_000),
+        (.backpressure, 20_000), (.durable, 20_000),
     ])
     func largeCounts_run(_ scenario: ScenarioName, messages: Int) async throws {
         let options = DemoOptions(messages: messages, consumers: 3, visibilityTimeout: .seconds(5), seed: 7)

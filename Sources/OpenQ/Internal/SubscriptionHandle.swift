@@ -86,7 +86,9 @@ final class SubscriptionHandle: Sendable {
         }
         switch decision {
         case .messages(let batch):
-            return await committed(batch, since: mark)
+            // Tested here, not in `committed`: an in-memory topic makes no extra async call (its
+            // frame would cost the hot path a task-allocator slab now and then).
+            return storage.isDurable ? await committed(batch, since: mark) : .messages(batch)
         case .empty:
             return .timedOut
         case .finished:
@@ -110,7 +112,7 @@ final class SubscriptionHandle: Sendable {
             } onCancel: {
                 storage.withState { state, _ in ((), state.receiveCancelled(id, waiter: waiter)) }
             }
-            if case .messages(let batch) = result { return await committed(batch, since: mark) }
+            if storage.isDurable, case .messages(let batch) = result { return await committed(batch, since: mark) }
             return result
         }
     }
@@ -120,7 +122,6 @@ final class SubscriptionHandle: Sendable {
     private func committed(
         _ batch: DeliveryBatch, since mark: UInt64, isolation: isolated (any Actor)? = #isolation
     ) async -> WakeResult {
-        guard storage.isDurable else { return .messages(batch) }
         do {
             try await storage.syncJournal(since: mark)
             return .messages(batch)
