@@ -146,6 +146,11 @@ package final class GroupCommitter: Sendable {
                 return resumed
             }
             for (continuation, result) in resumed { continuation.resume(returning: result) }
+            // With several callers, let the ones just resumed run before the next round is taken:
+            // a publisher that publishes again at once then joins it instead of waiting a whole
+            // commit for the one after (measured, 16 publishers: 10.8 -> 16 writes per commit,
+            // 29 k -> 35 k msgs/s). A lone caller gains nothing from it and would pay the hop.
+            if resumed.count > 1 { await Task.yield() }
         }
     }
 

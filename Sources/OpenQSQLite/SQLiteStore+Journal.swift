@@ -108,12 +108,13 @@ extension SQLiteStore {
             // A message goes with its last copy.
             let statement = try db.cachedStatement(
                 sql: """
-                    DELETE FROM messages WHERE topic = ? AND sequence = ?
-                    AND NOT EXISTS (SELECT 1 FROM copies WHERE copies.topic = ? AND copies.sequence = ?)
+                    DELETE FROM messages WHERE topic = ?1 AND sequence = ?2
+                    AND NOT EXISTS (
+                        SELECT 1 FROM copies WHERE copies.topic = ?1 AND copies.sequence = ?2
+                        AND copies.subscription IN (SELECT name FROM subscriptions WHERE subscriptions.topic = ?1))
                     """)
             for sequence in released {
-                let sequence = Int64(bitPattern: sequence)
-                try statement.execute(arguments: [topic, sequence, topic, sequence])
+                try statement.execute(arguments: [topic, Int64(bitPattern: sequence)])
             }
         }
         if sweep { try deleteUnheldMessages(of: topic, in: db) }
@@ -133,9 +134,10 @@ extension SQLiteStore {
     static func deleteUnheldMessages(of topic: String, in db: Database) throws {
         try db.execute(
             sql: """
-                DELETE FROM messages WHERE topic = ?
+                DELETE FROM messages WHERE topic = ?1
                 AND NOT EXISTS (
-                    SELECT 1 FROM copies WHERE copies.topic = messages.topic AND copies.sequence = messages.sequence)
+                    SELECT 1 FROM copies WHERE copies.topic = ?1 AND copies.sequence = messages.sequence
+                    AND copies.subscription IN (SELECT name FROM subscriptions WHERE subscriptions.topic = ?1))
                 """,
             arguments: [topic])
     }

@@ -55,7 +55,7 @@ extension SQLiteStore {
                         sequence: UInt64(bitPattern: row["sequence"]),
                         id: UInt64(bitPattern: row["id"]),
                         payload: [UInt8](row["payload"] as Data),
-                        headers: (try? JSON.decode([String: String].self, row["headers"])) ?? [:],
+                        headers: JSON.decodeHeaders(row["headers"]),
                         priority: row["priority"],
                         publishedAt: Date(timeIntervalSinceReferenceDate: row["published_at"]),
                         originTopic: row["origin_topic"],

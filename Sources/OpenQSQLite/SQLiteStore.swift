@@ -164,6 +164,11 @@ enum JSON {
         try JSONDecoder().decode(type, from: Data(text.utf8))
     }
 
+    static func decodeHeaders(_ text: String) -> [String: String] {
+        guard text != "{}" else { return [:] }
+        return (try? decode([String: String].self, text)) ?? [:]
+    }
+
     static func headers(_ headers: [String: String]) -> String {
         guard !headers.isEmpty else { return "{}" }
         return (try? encode(headers)) ?? "{}"

@@ -55,8 +55,9 @@ enum Schema {
                 table.column("last_error", .text)
                 table.primaryKey(["topic", "subscription", "sequence"])
             }
-            // Whether any subscription still holds a message, when one copy goes.
-            try db.create(index: "copies_by_message", on: "copies", columns: ["topic", "sequence"])
+            // No index on (topic, sequence): whether a subscription still holds a message is asked
+            // through the primary key, one probe per subscription of the topic (they are few), so
+            // no second B-tree is written for every copy.
             try db.create(table: "quarantine") { table in
                 table.autoIncrementedPrimaryKey("rowid")
                 table.column("topic", .text).notNull()

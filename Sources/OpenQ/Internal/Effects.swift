@@ -18,14 +18,11 @@ import HeapModule
 struct PublishRequest: Sendable {
     @usableFromInline var record: MessageRecord
     @usableFromInline var delay: Duration
-    /// A durable topic's payload bytes, encoded before the lock; `nil` on in-memory topics.
-    @usableFromInline var encoded: [[UInt8]]?
 
     @inlinable
     init(_ record: MessageRecord, delay: Duration = .zero) {
         self.record = record
         self.delay = delay
-        self.encoded = nil
     }
 }
 
@@ -88,8 +85,6 @@ enum WakeResult: Sendable {
     case timedOut
     case finished
     case cancelled
-    /// A durable topic's store could not commit the take.
-    case failed(OpenQError)
 }
 
 struct TimerRequest: Hashable {

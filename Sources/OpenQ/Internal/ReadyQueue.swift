@@ -119,11 +119,6 @@ struct ReadyQueue {
     }
 
     /// The oldest message of each level (the candidates for "oldest waiting message").
-    /// The sequence numbers of every waiting message (for a durable topic's journal).
-    var sequenceNumbers: [UInt64] {
-        levels.flatMap { $0.runs.flatMap { $0.messages.map(\.sequenceNumber) } }
-    }
-
     var heads: some Sequence<StoredMessage> { levels.lazy.compactMap { $0.runs.first?.first } }
 
     mutating func removeAll() -> Int {
@@ -131,5 +126,10 @@ struct ReadyQueue {
         levels.removeAll()
         count = 0
         return removed
+    }
+
+    /// The sequence numbers of every waiting message (for a durable topic's journal).
+    func sequenceNumbers() -> [UInt64] {
+        levels.flatMap { $0.runs.flatMap { $0.messages.map(\.sequenceNumber) } }
     }
 }

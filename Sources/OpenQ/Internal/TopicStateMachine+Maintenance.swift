@@ -59,12 +59,12 @@ extension TopicStateMachine {
             guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
             total = subscriptions[index].purgeAll()
             subscriptions[index].counters.purged += total
-            if journal != nil { journalPurged(index) }
+            if _slowPath(journal != nil) { journalPurged(index) }
         } else {
             for index in subscriptions.indices {
                 let removed = subscriptions[index].purgeAll()
                 subscriptions[index].counters.purged += removed
-                if journal != nil { journalPurged(index) }
+                if _slowPath(journal != nil) { journalPurged(index) }
                 total += removed
             }
             retained.removeAll()
@@ -126,7 +126,7 @@ extension TopicStateMachine {
             )
             subscriptions[index].counters.routed += 1
             subscriptions[index].ready.append(message)
-            if journal != nil {
+            if _slowPath(journal != nil) {
                 journalMessage(message)
                 journalCopies(index, first: message.sequenceNumber, count: 1, visibleAt: nil)
             }

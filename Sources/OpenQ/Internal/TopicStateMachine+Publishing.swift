@@ -214,7 +214,7 @@ extension TopicStateMachine {
             nextID += UInt64(count)
             nextSequence += UInt64(count)
             counters.published += count
-            if journal != nil { journalMessages(of: request) }
+            if _slowPath(journal != nil) { journalMessages(of: request) }
             if configuration.retention.isEnabled {
                 for index in 0..<count { retain(StoredMessage(record, index: index), now: now) }
             }
@@ -247,7 +247,7 @@ extension TopicStateMachine {
         if delay == .zero, subscriptions[index].backlog + run.count <= subscriptions[index].capacity {
             subscriptions[index].counters.routed += run.count
             subscriptions[index].ready.append(run)
-            if journal != nil {
+            if _slowPath(journal != nil) {
                 journalCopies(index, first: run.first.sequenceNumber, count: run.count, visibleAt: nil)
             }
             return
@@ -275,7 +275,7 @@ extension TopicStateMachine {
                 let dropped = subscriptions[index].ready.popLeastUrgent()
                 subscriptions[index].counters.dropped += 1
                 receipt.droppedOlder += 1
-                if journal != nil, let dropped { journalRemoved(index, [dropped.sequenceNumber]) }
+                if _slowPath(journal != nil), let dropped { journalRemoved(index, [dropped.sequenceNumber]) }
             case .dropOldest, .dropNewest:
                 subscriptions[index].counters.dropped += 1
                 receipt.droppedNew += 1
@@ -291,7 +291,7 @@ extension TopicStateMachine {
         } else {
             subscriptions[index].ready.append(pending.stored)
         }
-        if journal != nil {
+        if _slowPath(journal != nil) {
             journalCopies(index, first: pending.stored.sequenceNumber, count: 1, visibleAt: visibleAt)
         }
     }

@@ -117,7 +117,7 @@ extension TopicStateMachine {
                     subscriptions[index].counters.delivered -= 1
                     if pending.attempts > 0 { subscriptions[index].counters.redelivered -= 1 }
                     returned.append(pending)
-                    if journal != nil { journalRetry(index, pending, visibleAt: nil) }
+                    if _slowPath(journal != nil) { journalRetry(index, pending, visibleAt: nil) }
                 } else {
                     requeue(entry.pending, in: index, delay: .zero, now: now, effects: &effects)
                 }
@@ -126,7 +126,7 @@ extension TopicStateMachine {
             for handed in unhanded {
                 returned.append(Pending(stored: handed.stored, attempts: handed.attempt - 1, lastError: nil))
             }
-            if journal != nil { for pending in returned { journalReinserted(index, pending) } }
+            if _slowPath(journal != nil) { for pending in returned { journalReinserted(index, pending) } }
             subscriptions[index].counters.acked -= unhanded.count
             subscriptions[index].counters.delivered -= unhanded.count
         }
@@ -146,7 +146,7 @@ extension TopicStateMachine {
         let tracks = subscriptions[index].tracksDeliveries
         if !tracks, subscriptions[index].retries.isEmpty {
             let (fresh, count) = subscriptions[index].ready.take(upTo: max)
-            if journal != nil { journalRemoved(index, runs: fresh) }
+            if _slowPath(journal != nil) { journalRemoved(index, runs: fresh) }
             subscriptions[index].counters.delivered += count
             subscriptions[index].counters.acked += count
             if count > 0 { serveBlockedPublishers(now: now, effects: &effects) }
@@ -158,6 +158,7 @@ extension TopicStateMachine {
         let deadline = now + subscriptions[index].configuration.acknowledgement.visibilityTimeout
         let subscriptionID = subscriptions[index].id
         let firstTag = subscriptions[index].nextTag
+        let journaling = _slowPath(journal != nil)
         while batch.count < max, var pending = subscriptions[index].popVisible() {
             pending.attempts += 1
             subscriptions[index].counters.delivered += 1
@@ -172,13 +173,13 @@ extension TopicStateMachine {
                     deadline: deadline
                 )
                 batch.append(HandedMessage(stored: pending.stored, tag: tag, attempt: pending.attempts))
-                if journal != nil { journalDelivered(index, pending.stored, attempts: pending.attempts) }
+                if journaling { journalDelivered(index, pending.stored, attempts: pending.attempts) }
             } else {
                 subscriptions[index].counters.acked += 1
                 batch.append(HandedMessage(stored: pending.stored, tag: 0, attempt: pending.attempts))
             }
         }
-        if journal != nil, !tracks { journalRemoved(index, batch.map(\.stored.sequenceNumber)) }
+        if journaling, !tracks { journalRemoved(index, batch.map(\.stored.sequenceNumber)) }
         if tracks, !batch.isEmpty {
             let tags = firstTag..<subscriptions[index].nextTag
             pushDeadline(at: deadline, .visibility(subscriptionID, tags: tags), effects: &effects)

@@ -102,9 +102,13 @@ extension TopicStateMachine {
         case .failure(let error):
             return .failure(error)
         case .success(let index):
-            let settled = subscriptions[index].inFlight.removeValue(forKey: tag)
+            if _slowPath(journal != nil), let settled = subscriptions[index].inFlight.removeValue(forKey: tag) {
+                journalRemoved(index, [settled.pending.stored.sequenceNumber])
+            } else {
+                // Not moved out: a copy of the entry would retain and release its record.
+                subscriptions[index].inFlight[tag] = nil
+            }
             subscriptions[index].counters.acked += 1
-            if journal != nil, let settled { journalRemoved(index, [settled.pending.stored.sequenceNumber]) }
             return .success(())
         }
     }
@@ -232,10 +236,10 @@ extension TopicStateMachine {
             serveBlockedPublishers(now: now, effects: &effects)
         } else if delay > .zero {
             schedule(pending, in: index, at: now + delay, effects: &effects)
-            if journal != nil { journalRetry(index, pending, visibleAt: now + delay) }
+            if _slowPath(journal != nil) { journalRetry(index, pending, visibleAt: now + delay) }
         } else {
             subscriptions[index].retries.append(pending)
-            if journal != nil { journalRetry(index, pending, visibleAt: nil) }
+            if _slowPath(journal != nil) { journalRetry(index, pending, visibleAt: nil) }
             serveWaiters(index, now: now, effects: &effects)
         }
     }

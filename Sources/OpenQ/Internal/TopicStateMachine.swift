@@ -292,7 +292,7 @@ struct TopicStateMachine {
         )
         replay(into: &subscription, from: configuration.start, now: now)
         subscriptions.append(subscription)
-        if journal != nil, !isAnonymous {
+        if _slowPath(journal != nil), !isAnonymous {
             journal!.entries.append(.subscriptionCreated(name: name, configuration: configuration))
         }
         return .success(id)

@@ -91,17 +91,37 @@ final class TopicStorage: Sendable {
     }
 
     /// Runs one event under the lock and performs its effects after.
+    ///
+    /// A durable topic takes its own path, decided before the lock is taken: anything more in the
+    /// in-memory critical section, even a test of a flag, lengthens the time every other
+    /// publisher and consumer of the topic waits for the lock (measured: 4% on 1→16 fan-out).
     @inline(__always)
     func withState<Result>(_ body: (inout StateMachine, Duration) -> (Result, Effects)) -> Result {
+        if isDurable { return withJournaledState(body) }
         let now = clock.now()
         let (result, effects, idle, drained) = state.withLock { state in
             let (result, effects) = body(&state, now)
-            // A durable topic hands its decisions to the journal before anyone else can make more.
+            // Only a shutting-down topic has idle waiters, and only a topic someone waits on to
+            // drain has drain waiters: the common path pays two comparisons.
+            let idle = state.isOpen ? [] : state.takeIdleWaitersIfIdle()
+            let drained = state.drainWaiters.isEmpty ? [] : state.takeFinishedDrainWaiters()
+            return (result, effects, idle, drained)
+        }
+        if !effects.isEmpty { perform(effects) }
+        for waiter in idle { waiter.resume() }
+        for (continuation, outcome) in drained { continuation.resume(returning: outcome) }
+        return result
+    }
+
+    /// `withState` for a durable topic: the decisions the event journaled go to the store before
+    /// the lock is released, so the journal holds them in the order the state machine made them.
+    private func withJournaledState<Result>(_ body: (inout StateMachine, Duration) -> (Result, Effects)) -> Result {
+        let now = clock.now()
+        let (result, effects, idle, drained) = state.withLock { state in
+            let (result, effects) = body(&state, now)
             if let store, let entries = state.journal?.take(), !entries.isEmpty, !state.isFinished {
                 store.append(topic: name, entries)
             }
-            // Only a shutting-down topic has idle waiters, and only a topic someone waits on to
-            // drain has drain waiters: the common path pays two comparisons.
             let idle = state.isOpen ? [] : state.takeIdleWaitersIfIdle()
             let drained = state.drainWaiters.isEmpty ? [] : state.takeFinishedDrainWaiters()
             return (result, effects, idle, drained)
@@ -146,15 +166,21 @@ final class TopicStorage: Sendable {
     /// messages are committed.
     private nonisolated(nonsending) func publishDurably(_ request: PublishRequest) async throws -> PublishReceipt {
         let mark = journalMark
-        var request = request
+        let encoded: [[UInt8]]
         do {
-            request.encoded = try encodeRecord?(request.record)
+            encoded = try encodeRecord?(request.record) ?? []
         } catch {
             throw OpenQError(
                 .storageFailed,
                 "A payload of topic '\(name)' could not be encoded, so nothing was published: \(error)")
         }
-        let decision = withState { state, now in state.publish(CollectionOfOne(request), now: now) }
+        let decision = withState { state, now in
+            // Taken by this publish if it is accepted now; a publish that must wait for room is
+            // encoded again when it is let in (under the lock: rare, and never wrong).
+            state.journal?.encoded = (ObjectIdentifier(request.record), encoded)
+            defer { state.journal?.encoded = nil }
+            return state.publish(CollectionOfOne(request), now: now)
+        }
         publishes.add(UInt64(request.record.count), ordering: .relaxed)
         let receipt = try await settle(decision) { [request] }
         try await syncJournal(since: mark)
@@ -170,7 +196,7 @@ final class TopicStorage: Sendable {
 
     /// The journal's position before a call makes its decisions (0 for an in-memory topic).
     @usableFromInline
-    var journalMark: UInt64 { store?.journalMark ?? 0 }
+    var journalMark: UInt64 { isDurable ? store.unsafelyUnwrapped.journalMark : 0 }
 
     @usableFromInline
     func tryPublish(_ request: PublishRequest) -> PublishResult {
