@@ -27,11 +27,13 @@ enum DurableScenario {
         narrator.say("a child process opens \(path) (SQLite, synchronous = FULL) and publishes \(count) jobs")
 
         let child = try ChildProcess([try demoExecutable(), "--durable-child", path, "--messages", String(count)])
-        let lines = try child.linesUntil("READY", seconds: options.patience)
+        // Waiting for a child blocks a thread: not one of the cooperative pool's.
+        let patience = options.patience
+        let lines = try await ChildProcess.offThePool { try child.linesUntil("READY", seconds: patience) }
         let acked = Set(lines.filter { $0.hasPrefix("acked ") }.compactMap { Int($0.dropFirst(6)) })
         let inFlight = Set(lines.filter { $0.hasPrefix("in-flight ") }.compactMap { Int($0.dropFirst(10)) })
         narrator.say("the child acknowledged \(acked.count) jobs and holds \(inFlight.count) in flight: kill -9")
-        child.kill()
+        try await ChildProcess.offThePool { child.kill() }
 
         let queue = try await MessageQueue(
             storage: .sqlite(path: path), configuration: .init(metricsInterval: nil), logger: narrator.quietLogger)
@@ -162,6 +164,20 @@ final class ChildProcess: @unchecked Sendable {
         }
         kill()
         throw ScenarioTimeout(what: "the child process to say \(marker)")
+    }
+
+    /// Runs blocking work on a thread of its own and waits for it without blocking the caller's.
+    static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        let lock = NSLock()
+        nonisolated(unsafe) var outcome: Result<T, any Error>?
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                let result = Result { try work() }
+                lock.withLock { outcome = result }
+                continuation.resume()
+            }
+        }
+        return try lock.withLock { outcome! }.get()
     }
 
     /// SIGKILL, as a crash would.

@@ -231,10 +231,11 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
                         running -= 1
                         continue
                     }
-                    guard
-                        case .messages(let batch) = await handle.wait(
-                            consumer: consumer, max: concurrency - running, pollTimeout: nil)
-                    else { break }
+                    let taken =
+                        storage.isDurable
+                        ? await handle.waitCommitted(consumer: consumer, max: concurrency - running, pollTimeout: nil).0
+                        : await handle.wait(consumer: consumer, max: concurrency - running, pollTimeout: nil)
+                    guard case .messages(let batch) = taken else { break }
                     for handed in batch.all {
                         running += 1
                         let delivery = Delivery<Payload>(handed, handle: handle, subscription: subscription)

@@ -119,7 +119,7 @@ public actor MessageQueue {
         epoch: Date = Date(),
         logger: Logger = Logger(label: "openq")
     ) async throws {
-        let store = try storage.open()
+        let store = try await storage.open()
         // Message ids continue after the stored ones: an id is never reused.
         MessageID.advance(past: store.nextMessageID)
         self.init(configuration: configuration, clock: clock, epoch: epoch, logger: logger, store: store)
@@ -174,7 +174,10 @@ public actor MessageQueue {
         _ name: String,
         of type: Payload.Type = Payload.self,
         configuration: TopicConfiguration = .init()
-    ) throws -> Topic<Payload> {
+    ) async throws -> Topic<Payload> {
+        // `async` like the `Codable` overload, so that the two differ only in their constraint and
+        // the more specific one is always chosen (a sync/async pair made Swift pick this one for a
+        // Codable type in top-level code).
         if configuration.durability == .durable {
             throw OpenQError.invalidConfiguration(
                 "Topic '\(name)' is durable, but its payload \(Payload.self) is not Codable: make it Codable, or "
@@ -198,11 +201,12 @@ public actor MessageQueue {
         _ name: String,
         of type: Payload.Type = Payload.self,
         configuration: TopicConfiguration = .init()
-    ) throws -> Topic<Payload> {
+    ) async throws -> Topic<Payload> {
         guard configuration.durability == .durable else {
             return try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: nil)
         }
-        return try createTopic(name, of: type, configuration: configuration, codec: defaultCodec(for: Payload.self))
+        return try await createTopic(
+            name, of: type, configuration: configuration, codec: defaultCodec(for: Payload.self))
     }
 
     /// Creates a topic whose payloads a durable store keeps through `codec`, or returns the
@@ -218,7 +222,7 @@ public actor MessageQueue {
         of type: Payload.Type = Payload.self,
         configuration: TopicConfiguration = .init(),
         codec: some PayloadCodec<Payload>
-    ) throws -> Topic<Payload> {
+    ) async throws -> Topic<Payload> {
         guard configuration.durability == .durable else {
             return try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: nil)
         }
@@ -247,7 +251,30 @@ public actor MessageQueue {
             record.stamp(firstID: row.id, topic: topic, firstSequence: row.sequence, publishedAt: row.publishedAt)
             return record
         }
-        return try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: setup)
+        // Read what the store holds for the topic (and a new dead-letter topic) first, off the
+        // cooperative pool; then create the topic without a suspension point, so no other call of
+        // this actor runs between the look-up of the name and the registration.
+        try validateName(name, kind: "topic")
+        try configuration.validate()
+        var recovered: [String: RecoveredTopic] = [:]
+        if topics[name] == nil {
+            if configuration.deadLetter.maxDeliveries != nil {
+                let deadLetterName = configuration.deadLetter.topicName ?? "\(name).dlq"
+                if topics[deadLetterName] == nil, deadLetterName != name {
+                    recovered[deadLetterName] = try await store.openTopic(
+                        name: deadLetterName, payloadType: String(reflecting: Payload.self),
+                        configuration: Self.deadLetterConfiguration(of: configuration))
+                }
+            }
+            recovered[name] = try await store.openTopic(
+                name: name, payloadType: String(reflecting: Payload.self), configuration: configuration)
+        }
+        setup.recovered = recovered
+        let topic = try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: setup)
+        for (topic, row, reason) in setup.undecodable {
+            try await store.quarantine(topic: topic, sequence: row.sequence, payload: row.payload, reason: reason)
+        }
+        return topic
     }
 
     private func createTopic<Payload: Sendable>(
@@ -287,7 +314,7 @@ public actor MessageQueue {
             interceptors: self.configuration.interceptors,
             durable: durable?.binding
         )
-        if let durable { try durable.open(storage) }
+        if let durable { try durable.recover(storage) }
         topics[name] = storage
         startMetricsIfNeeded()
         logger.debug("Created topic", metadata: ["topic": "\(name)", "payload": "\(Payload.self)"])
@@ -333,13 +360,7 @@ public actor MessageQueue {
             storage = TopicStorage(
                 name: deadLetterName,
                 payloadType: payloadType,
-                configuration: TopicConfiguration(
-                    capacity: configuration.deadLetter.capacity,
-                    overflow: .dropOldest,
-                    deadLetter: .disabled,
-                    retryBackoff: configuration.retryBackoff,
-                    durability: configuration.durability
-                ),
+                configuration: Self.deadLetterConfiguration(of: configuration),
                 clock: clock,
                 driver: driver,
                 logger: logger,
@@ -349,12 +370,23 @@ public actor MessageQueue {
                 interceptors: self.configuration.interceptors,
                 durable: durable?.binding
             )
-            if let durable { try durable.open(storage) }
+            if let durable { try durable.recover(storage) }
         }
         try storage.ensureSubscription(
             DeadLetterPolicy.subscriptionName, configuration: .init(acknowledgement: .manual))
         topics[deadLetterName] = storage
         return storage
+    }
+
+    /// The configuration of the dead-letter topic a topic's policy creates.
+    static func deadLetterConfiguration(of configuration: TopicConfiguration) -> TopicConfiguration {
+        TopicConfiguration(
+            capacity: configuration.deadLetter.capacity,
+            overflow: .dropOldest,
+            deadLetter: .disabled,
+            retryBackoff: configuration.retryBackoff,
+            durability: configuration.durability
+        )
     }
 
     /// Looks up a topic by name and payload type.
@@ -378,16 +410,16 @@ public actor MessageQueue {
     /// process such as a server can reopen topics it did not declare in code. Empty for a broker
     /// without storage.
     /// - Throws: ``OpenQError/Code/storageFailed``.
-    public func storedTopics() throws -> [StoredTopic] {
-        try store?.storedTopics() ?? []
+    public func storedTopics() async throws -> [StoredTopic] {
+        try await store?.storedTopics() ?? []
     }
 
     /// The messages the store quarantined because their payload no longer decoded (see
     /// ``TopicStatistics/quarantined``), oldest first, with their bytes and the reason. Empty for a
     /// broker without storage.
     /// - Throws: ``OpenQError/Code/storageFailed``.
-    public func quarantinedMessages() throws -> [QuarantinedMessage] {
-        try store?.quarantinedMessages() ?? []
+    public func quarantinedMessages() async throws -> [QuarantinedMessage] {
+        try await store?.quarantinedMessages() ?? []
     }
 
     /// The names of all topics, sorted.
@@ -654,23 +686,32 @@ public struct ShutdownReport: Hashable, Sendable {
     }
 }
 
-/// What a durable topic needs from its typed creator: how to encode its payloads, and how to turn
-/// a stored row back into a record of its payload type.
-struct DurableSetup {
+/// What a durable topic needs from its typed creator: how to encode its payloads, how to turn a
+/// stored row back into a record of its payload type, and what the store held for the topics
+/// being created (read before, off the cooperative pool). A class: the creation records in it the
+/// messages that no longer decode, which the creator then moves to the quarantine.
+final class DurableSetup {
     let binding: DurableBinding
     let makeRecord: (StoredMessageRow, String) throws -> MessageRecord
+    var recovered: [String: RecoveredTopic] = [:]
+    var undecodable: [(topic: String, row: StoredMessageRow, reason: String)] = []
 
     init(binding: DurableBinding, makeRecord: @escaping (StoredMessageRow, String) throws -> MessageRecord) {
         self.binding = binding
         self.makeRecord = makeRecord
     }
 
-    /// Registers the topic in the store, or brings back what the store holds for it.
-    func open(_ storage: TopicStorage) throws(OpenQError) {
-        let recovered = try binding.store.openTopic(
-            name: storage.name, payloadType: String(reflecting: storage.payloadType),
-            configuration: storage.configuration)
+    /// Brings back what the store held for the topic (nothing, for a new one).
+    func recover(_ storage: TopicStorage) throws(OpenQError) {
+        guard let recovered = recovered[storage.name] else {
+            throw OpenQError(
+                .storageFailed,
+                "Topic '\(storage.name)' changed while it was being opened (created or deleted meanwhile); try again.")
+        }
         let name = storage.name
-        try storage.recover(recovered) { row in try makeRecord(row, name) }
+        let makeRecord = self.makeRecord
+        for (row, reason) in storage.recover(recovered, makeRecord: { row in try makeRecord(row, name) }) {
+            undecodable.append((name, row, reason))
+        }
     }
 }

@@ -16,10 +16,10 @@ extension MessageQueue {
     /// let queue = try await MessageQueue(storage: .sqlite(path: "data/openq.sqlite"))
     /// ```
     public struct Storage: Sendable {
-        package let open: @Sendable () throws(OpenQError) -> any DurableStore
+        package let open: @Sendable () async throws(OpenQError) -> any DurableStore
 
         /// A storage that opens the store `open` returns. For storage libraries.
-        package init(open: @escaping @Sendable () throws(OpenQError) -> any DurableStore) {
+        package init(open: @escaping @Sendable () async throws(OpenQError) -> any DurableStore) {
             self.open = open
         }
     }
@@ -75,6 +75,9 @@ public struct QuarantinedMessage: Hashable, Sendable {
 
 /// A durable store: the write-ahead journal of a broker's durable topics.
 ///
+/// Every call that touches the file is `async` and must not block a thread of Swift's cooperative
+/// pool (on 2 cores it has 2 threads: a blocking `fsync` there stalls every task of the process).
+///
 /// The in-memory state machine decides who gets which message; the store records every decision a
 /// caller learns of. The broker appends journal entries under a topic's lock, so the journal holds
 /// them in the order the state machine made them; the store commits them in that order, many
@@ -85,7 +88,7 @@ package protocol DurableStore: AnyObject, Sendable {
     /// - Throws: ``OpenQError/Code/payloadTypeMismatch`` or ``OpenQError/Code/topicAlreadyExists``
     ///   when the stored topic has another payload type or configuration;
     ///   ``OpenQError/Code/storageFailed``.
-    func openTopic(name: String, payloadType: String, configuration: TopicConfiguration) throws(OpenQError)
+    func openTopic(name: String, payloadType: String, configuration: TopicConfiguration) async throws(OpenQError)
         -> RecoveredTopic
     /// Appends entries of one topic to the journal, to be committed with the next transaction.
     /// Called under the topic's lock: it must not block.
@@ -100,14 +103,12 @@ package protocol DurableStore: AnyObject, Sendable {
     /// Deletes a topic and everything it holds, through the journal.
     func deleteTopic(_ name: String)
     /// Moves a payload that does not decode to the quarantine, with the reason, and removes the
-    /// message and its copies (synchronously, at recovery).
-    func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) throws(OpenQError)
-    /// How many payloads of `topic` the quarantine holds.
-    func quarantinedCount(topic: String) -> Int
+    /// message and its copies.
+    func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) async throws(OpenQError)
     /// Everything in the quarantine, oldest first.
-    func quarantinedMessages() throws(OpenQError) -> [QuarantinedMessage]
+    func quarantinedMessages() async throws(OpenQError) -> [QuarantinedMessage]
     /// The topics the store holds.
-    func storedTopics() throws(OpenQError) -> [StoredTopic]
+    func storedTopics() async throws(OpenQError) -> [StoredTopic]
     /// The first message id that no stored message used: ids continue after a restart.
     var nextMessageID: UInt64 { get }
     /// Commits what is pending and releases the file (and its ownership).
@@ -175,11 +176,16 @@ package struct RecoveredTopic: Sendable {
     package var nextSequence: UInt64
     package var messages: [StoredMessageRow]
     package var subscriptions: [RecoveredSubscription]
+    /// How many of the topic's payloads the quarantine holds already.
+    package var quarantined: Int
 
-    package init(nextSequence: UInt64, messages: [StoredMessageRow], subscriptions: [RecoveredSubscription]) {
+    package init(
+        nextSequence: UInt64, messages: [StoredMessageRow], subscriptions: [RecoveredSubscription], quarantined: Int
+    ) {
         self.nextSequence = nextSequence
         self.messages = messages
         self.subscriptions = subscriptions
+        self.quarantined = quarantined
     }
 }
 

@@ -10,10 +10,11 @@ import OpenQ
 extension SQLiteStore {
     /// Moves a payload that does not decode into the quarantine and removes the message and its
     /// copies, in one transaction.
-    package func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) throws(OpenQError) {
+    package func quarantine(topic: String, sequence: UInt64, payload: [UInt8], reason: String) async throws(OpenQError)
+    {
         let now = milliseconds(Date())
         do {
-            try pool.write { db in
+            try await pool.write { db in
                 try db.execute(
                     sql: """
                         INSERT INTO quarantine (topic, sequence, payload, reason, quarantined_at_ms)
@@ -31,16 +32,10 @@ extension SQLiteStore {
         }
     }
 
-    package func quarantinedCount(topic: String) -> Int {
-        (try? pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM quarantine WHERE topic = ?", arguments: [topic])
-        } ?? 0) ?? 0
-    }
-
     /// Everything in the quarantine, oldest first.
-    package func quarantinedMessages() throws(OpenQError) -> [QuarantinedMessage] {
+    package func quarantinedMessages() async throws(OpenQError) -> [QuarantinedMessage] {
         do {
-            return try pool.read { db in
+            return try await pool.read { db in
                 try Row.fetchAll(
                     db,
                     sql: "SELECT topic, sequence, payload, reason, quarantined_at_ms FROM quarantine ORDER BY rowid"

@@ -13,9 +13,11 @@ extension SQLiteStore {
         name: String,
         payloadType: String,
         configuration: TopicConfiguration
-    ) throws(OpenQError) -> RecoveredTopic {
+    ) async throws(OpenQError) -> RecoveredTopic {
         do {
-            return try pool.write { db -> RecoveredTopic in
+            // GRDB's async write runs on its writer queue: the cooperative pool never blocks on the
+            // file (a topic with a million messages takes seconds to read).
+            return try await pool.write { db -> RecoveredTopic in
                 guard
                     let topic = try Row.fetchOne(
                         db, sql: "SELECT payload_type, configuration, next_sequence FROM topics WHERE name = ?",
@@ -24,7 +26,7 @@ extension SQLiteStore {
                     try db.execute(
                         sql: "INSERT INTO topics (name, payload_type, configuration) VALUES (?, ?, ?)",
                         arguments: [name, payloadType, try JSON.encode(configuration)])
-                    return RecoveredTopic(nextSequence: 1, messages: [], subscriptions: [])
+                    return RecoveredTopic(nextSequence: 1, messages: [], subscriptions: [], quarantined: 0)
                 }
                 let storedType: String = topic["payload_type"]
                 guard storedType == payloadType else {
@@ -92,9 +94,11 @@ extension SQLiteStore {
                             configuration: try JSON.decode(SubscriptionConfiguration.self, row["configuration"]),
                             copies: copies))
                 }
+                let quarantined =
+                    try Int.fetchOne(db, sql: "SELECT count(*) FROM quarantine WHERE topic = ?", arguments: [name]) ?? 0
                 return RecoveredTopic(
                     nextSequence: UInt64(bitPattern: topic["next_sequence"]), messages: messages,
-                    subscriptions: subscriptions)
+                    subscriptions: subscriptions, quarantined: quarantined)
             }
         } catch let error as OpenQError {
             throw error

@@ -1,3 +1,4 @@
+import Dispatch
 import GRDB
 import OpenQ
 
@@ -54,7 +55,7 @@ extension MessageQueue.Storage {
     ///   - path: the database file.
     ///   - durability: what a commit survives. Default ``SQLiteDurability/powerLoss``.
     public static func sqlite(path: String, durability: SQLiteDurability = .powerLoss) -> Self {
-        Self { () throws(OpenQError) in try SQLiteStore(path: path, durability: durability) }
+        Self { () async throws(OpenQError) in try await SQLiteStore.open(path: path, durability: durability) }
     }
 }
 
@@ -105,6 +106,28 @@ package final class SQLiteStore: DurableStore {
 
     deinit { owner.release() }
 
+    /// Opens the store on a thread of its own: opening and migrating a file blocks, and a blocked
+    /// thread of the cooperative pool stalls every task of the process.
+    static func open(path: String, durability: SQLiteDurability) async throws(OpenQError) -> SQLiteStore {
+        // The result crosses threads through a lock, not only through the continuation: the
+        // store's fields are written on the dispatch thread, and ThreadSanitizer sees a mutex's
+        // release and acquire where it does not see a continuation's resume.
+        let opened = LockedValueBox<Result<SQLiteStore, OpenQError>?>(nil)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                let result: Result<SQLiteStore, OpenQError>
+                do throws(OpenQError) {
+                    result = .success(try SQLiteStore(path: path, durability: durability))
+                } catch {
+                    result = .failure(error)
+                }
+                opened.withLock { $0 = result }
+                continuation.resume()
+            }
+        }
+        return try opened.withLock { $0 }!.get()
+    }
+
     /// Commits what is pending, closes the database and gives up ownership.
     package func close() async {
         try? await committer.sync(since: committer.mark)
@@ -128,9 +151,9 @@ package final class SQLiteStore: DurableStore {
         try await committer.sync(since: mark)
     }
 
-    package func storedTopics() throws(OpenQError) -> [StoredTopic] {
+    package func storedTopics() async throws(OpenQError) -> [StoredTopic] {
         do {
-            return try pool.read { db in
+            return try await pool.read { db in
                 try Row.fetchAll(
                     db,
                     sql: """

@@ -9,6 +9,38 @@ import Testing
     import Glibc
 #endif
 
+/// Runs blocking work (waiting for a child process, sleeping between kills, reading the store
+/// with GRDB's synchronous API) on a thread of its own: on the cooperative pool it would stall
+/// every other test running meanwhile (on 2 cores the pool has 2 threads).
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    let outcome = LockedBox<Result<T, any Error>?>(nil)
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        Thread.detachNewThread {
+            let result = Result { try work() }
+            outcome.set(result)
+            continuation.resume()
+        }
+    }
+    return try outcome.get()!.get()
+}
+
+/// A value behind an `NSLock` (ThreadSanitizer sees the lock, not a continuation's resume).
+final class LockedBox<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func set(_ newValue: Value) {
+        lock.lock()
+        value = newValue
+        lock.unlock()
+    }
+    func get() -> Value {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}
+
 /// The child process of the crash tests, built beside the test binary.
 func crashChildPath() throws -> String {
     let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -175,18 +207,21 @@ struct CrashTests {
         try await withTemporaryDirectory { directory in
             let path = directory + "/openq.sqlite"
             var promises = Promises()
-            var random = SystemRandomNumberGenerator()
             let kills = 50
             for round in 0..<kills {
-                let child = try Child([path, "traffic", String(round + 1), String(round * 100_000 + 1)])
-                guard child.waitFor(20, { $0 == "READY" || $0.hasPrefix("ERROR") }) else {
-                    _ = child.kill()
-                    throw TestFailure("round \(round): the child did not start")
+                let (lines, copies) = try await offThePool {
+                    () throws -> ([String], [(id: Int, topic: String, attempts: Int)]) in
+                    var random = SystemRandomNumberGenerator()
+                    let child = try Child([path, "traffic", String(round + 1), String(round * 100_000 + 1)])
+                    guard child.waitFor(20, { $0 == "READY" || $0.hasPrefix("ERROR") }) else {
+                        _ = child.kill()
+                        throw TestFailure("round \(round): the child did not start")
+                    }
+                    usleep(UInt32.random(in: 20_000...120_000, using: &random))
+                    let lines = child.kill()
+                    return (lines, try storedCopies(path))
                 }
-                usleep(UInt32.random(in: 20_000...120_000, using: &random))
-                try promises.read(child.kill())
-
-                let copies = try storedCopies(path)
+                try promises.read(lines)
                 for copy in copies where copy.topic == "jobs.dlq" || copy.attempts >= 4 {
                     promises.maybeDead.insert(copy.id)
                 }
@@ -213,10 +248,12 @@ struct CrashTests {
     /// After a recovery, the statistics a broker reports are what the store holds (the child
     /// declares the topics: a stored topic reopens only with its own payload type).
     func statisticsMatchTheStore(_ path: String) async throws {
-        let child = try Child([path, "stats", "-"])
-        let line = try #require(child.waitForExit().first { $0.hasPrefix("S ") })
+        let (lines, copies) = try await offThePool {
+            () throws -> ([String], [(id: Int, topic: String, attempts: Int)]) in
+            (try Child([path, "stats", "-"]).waitForExit(), try storedCopies(path))
+        }
+        let line = try #require(lines.first { $0.hasPrefix("S ") })
         let numbers = line.split(separator: " ").dropFirst().compactMap { Int($0) }
-        let copies = try storedCopies(path)
         #expect(
             numbers == [copies.filter { $0.topic == "jobs" }.count, 0, copies.filter { $0.topic == "jobs.dlq" }.count])
     }
@@ -229,8 +266,8 @@ struct CrashTests {
             var attempts: [Int] = []
             var verdict: String?
             for run in 0..<6 where verdict == nil {
-                let child = try Child([path, "poison", run == 0 ? "1" : "0"])
-                for line in child.waitForExit() {
+                let lines = try await offThePool { try Child([path, "poison", run == 0 ? "1" : "0"]).waitForExit() }
+                for line in lines {
                     if line.hasPrefix("R ") { attempts.append(Int(line.split(separator: " ")[2])!) }
                     if line.hasPrefix("DLQ ") { verdict = line }
                     #expect(!line.hasPrefix("ERROR"), "\(line)")

@@ -86,25 +86,23 @@ extension TopicStorage {
 // MARK: Recovery of a durable topic
 
 extension TopicStorage {
-    /// Rebuilds the topic from what its store holds, before anyone can reach it. A message whose
-    /// payload no longer decodes goes to the store's quarantine (counted in statistics), never to a
-    /// consumer.
+    /// Rebuilds the topic from what its store holds, before anyone can reach it. CPU only: the
+    /// store was read before (off the cooperative pool). A message whose payload no longer decodes
+    /// is counted in statistics and returned, for the caller to move to the store's quarantine;
+    /// it never reaches a consumer.
+    /// - Returns: the messages to quarantine, with the reason.
     func recover(
         _ recovered: RecoveredTopic,
         makeRecord: (StoredMessageRow) throws -> MessageRecord
-    ) throws(OpenQError) {
-        guard let store else { return }
+    ) -> [(row: StoredMessageRow, reason: String)] {
         var records: [UInt64: MessageRecord] = [:]
         records.reserveCapacity(recovered.messages.count)
-        var quarantined = 0
+        var undecodable: [(row: StoredMessageRow, reason: String)] = []
         for row in recovered.messages {
             do {
                 records[row.sequence] = try makeRecord(row)
             } catch {
-                try store.quarantine(
-                    topic: name, sequence: row.sequence, payload: row.payload,
-                    reason: "the payload no longer decodes as \(payloadType): \(error)")
-                quarantined += 1
+                undecodable.append((row, "the payload no longer decodes as \(payloadType): \(error)"))
             }
         }
         let epoch = clock.epoch
@@ -120,12 +118,11 @@ extension TopicStorage {
             }
             return (name: subscription.name, configuration: subscription.configuration, copies: copies, due: due)
         }
-        // Everything quarantined so far, by this recovery or an earlier one.
-        _ = quarantined
-        let total = store.quarantinedCount(topic: name)
+        let quarantined = recovered.quarantined + undecodable.count
         withState { state, now in
-            state.counters.quarantined = total
+            state.counters.quarantined = quarantined
             return ((), state.recover(nextSequence: recovered.nextSequence, subscriptions: subscriptions, now: now))
         }
+        return undecodable
     }
 }
