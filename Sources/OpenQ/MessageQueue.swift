@@ -189,7 +189,7 @@ public actor MessageQueue {
     /// Creates a topic for a `Codable` payload type, or returns the existing one when it was
     /// created with the same type and configuration.
     ///
-    /// As ``createTopic(_:of:configuration:)-7ffk7``; a ``Durability/durable`` topic stores its payloads as
+    /// As ``createTopic(_:of:configuration:)-3a1sr``; a ``Durability/durable`` topic stores its payloads as
     /// JSON (`Data` and `[UInt8]` as they are), and on a restart brings back what the store holds
     /// for it.
     /// - Throws: as the other overload; for a durable topic also
@@ -216,7 +216,7 @@ public actor MessageQueue {
     /// let events = try await queue.createTopic(
     ///     "events", of: String.self, configuration: .init(durability: .durable), codec: Utf8Codec())
     /// ```
-    /// - Throws: as ``createTopic(_:of:configuration:)-7ffk7``.
+    /// - Throws: as ``createTopic(_:of:configuration:)-3a1sr``.
     public func createTopic<Payload: Sendable>(
         _ name: String,
         of type: Payload.Type = Payload.self,

@@ -1,6 +1,6 @@
 /// A named, typed, bounded stream of messages with a set of subscriptions.
 ///
-/// Get one from ``MessageQueue/createTopic(_:of:configuration:)-7ffk7`` or
+/// Get one from ``MessageQueue/createTopic(_:of:configuration:)-3a1sr`` or
 /// ``MessageQueue/topic(_:of:)``. A `Topic` is a cheap handle: copy it freely, across tasks too.
 /// Publishing and consuming never go through the broker actor.
 ///
