@@ -223,8 +223,14 @@ extension TopicStateMachine {
                 continue
             }
             let run = MessageRun(record, 0..<count)
+            // Tested once per request, not per subscription: the journal is off on the hot path.
+            let journaling = _slowPath(journal != nil)
             for index in subscriptions.indices {
-                route(run, into: index, delay: request.delay, now: now, receipt: &receipt, effects: &effects)
+                let whole = route(
+                    run, into: index, delay: request.delay, now: now, receipt: &receipt, effects: &effects)
+                if _slowPath(journaling && whole) {
+                    journalCopies(index, first: run.first.sequenceNumber, count: run.count, visibleAt: nil)
+                }
             }
         }
         for index in subscriptions.indices where !subscriptions[index].waiters.isEmpty {
@@ -236,6 +242,9 @@ extension TopicStateMachine {
     /// Puts one request's messages into one subscription's backlog: as one run when they all fit
     /// and are visible now (the common case), otherwise message by message. Drops are counted in
     /// `receipt`.
+    /// - Returns: whether the run went in whole (the caller journals it); message by message, each
+    ///   message journals itself.
+    @discardableResult
     mutating func route(
         _ run: MessageRun,
         into index: Int,
@@ -243,20 +252,18 @@ extension TopicStateMachine {
         now: Duration,
         receipt: inout PublishReceipt,
         effects: inout Effects
-    ) {
+    ) -> Bool {
         if delay == .zero, subscriptions[index].backlog + run.count <= subscriptions[index].capacity {
             subscriptions[index].counters.routed += run.count
             subscriptions[index].ready.append(run)
-            if _slowPath(journal != nil) {
-                journalCopies(index, first: run.first.sequenceNumber, count: run.count, visibleAt: nil)
-            }
-            return
+            return true
         }
         let visibleAt = delay > .zero ? now + delay : nil
         for message in run.messages {
             let pending = Pending(stored: message, attempts: 0, lastError: nil)
             route(pending, into: index, visibleAt: visibleAt, now: now, receipt: &receipt, effects: &effects)
         }
+        return false
     }
 
     /// Puts one message into one subscription's backlog, applying its overflow policy.
