@@ -1,3 +1,9 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
 /// One attempt to hand a message to a consumer of a subscription.
 ///
 /// Settle each delivery once: ``ack()`` when done, ``nack(retryAfter:error:)`` to try again later,
@@ -21,6 +27,10 @@ public struct Delivery<Payload: Sendable>: Sendable {
     public let attempt: Int
     /// The subscription the delivery belongs to.
     public let subscription: String
+    /// When the subscription first handed this message out (SQS's
+    /// `ApproximateFirstReceiveTimestamp`): the time of this delivery for attempt 1, of the first
+    /// one for a redelivery. `nil` in automatic mode, where each delivery is the only one.
+    public let firstDeliveredAt: Date?
 
     @usableFromInline let storage: TopicStorage
     @usableFromInline let subscriptionID: SubscriptionID
@@ -31,6 +41,7 @@ public struct Delivery<Payload: Sendable>: Sendable {
         self.message = Message(handed.stored)
         self.attempt = handed.attempt
         self.subscription = subscription
+        self.firstDeliveredAt = handed.firstDeliveredAt
         self.storage = handle.storage
         self.subscriptionID = handle.id
         self.tag = handed.tag
@@ -58,6 +69,16 @@ public struct Delivery<Payload: Sendable>: Sendable {
         let mark = storage.isDurable ? storage.journalMark : 0
         try storage.nack(subscriptionID, tag: tag, retryAfter: retryAfter, error: error)
         if storage.isDurable { try await storage.syncJournal(since: mark) }
+    }
+
+    /// Gives the message back at once, without a backoff and without an error (SQS's
+    /// `ChangeMessageVisibility` to 0): it is visible again now, and its next delivery raises the
+    /// attempt count. Counted as a nack; once the message used its `maxDeliveries` it is
+    /// dead-lettered instead, as after any failed attempt.
+    /// - Throws: as ``nack(retryAfter:error:)``.
+    @inlinable
+    public nonisolated(nonsending) func release() async throws {
+        try await nack(retryAfter: .zero)
     }
 
     /// Sets the delivery's visibility timeout to `duration` from now, for work that takes longer

@@ -123,8 +123,9 @@ package enum JournalEntry: Sendable {
     /// `visibleAt` (`nil`: at once), with no attempt yet.
     case copies(subscription: String, first: UInt64, count: Int, visibleAt: Date?)
     /// A message was handed to a consumer of a subscription that tracks deliveries: its attempt
-    /// count is now `attempts` (committed before the consumer sees it).
-    case delivered(subscription: String, sequence: UInt64, attempts: Int)
+    /// count is now `attempts` (committed before the consumer sees it), first handed out at
+    /// `firstDeliveredAt`.
+    case delivered(subscription: String, sequence: UInt64, attempts: Int, firstDeliveredAt: Date?)
     /// A copy is gone: acknowledged, handed out at most once, dropped, purged or redriven.
     case removed(subscription: String, sequences: [UInt64])
     /// A copy was dead-lettered; removed only while it still has `attempts` (a redrive may have
@@ -208,11 +209,15 @@ package struct RecoveredCopy: Sendable {
     package var attempts: Int
     package var visibleAt: Date?
     package var lastError: String?
+    package var firstDeliveredAt: Date?
 
-    package init(sequence: UInt64, attempts: Int, visibleAt: Date?, lastError: String?) {
+    package init(
+        sequence: UInt64, attempts: Int, visibleAt: Date?, lastError: String?, firstDeliveredAt: Date? = nil
+    ) {
         self.sequence = sequence
         self.attempts = attempts
         self.visibleAt = visibleAt
         self.lastError = lastError
+        self.firstDeliveredAt = firstDeliveredAt
     }
 }

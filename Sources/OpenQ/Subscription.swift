@@ -42,18 +42,45 @@ public struct Subscription<Payload: Sendable>: Sendable {
 
     /// Pulls up to `max` deliveries, waiting up to `waitingUpTo` for the first one to arrive
     /// (long polling); returns an empty array when none arrived in time.
+    /// - Parameters:
+    ///   - max: the most deliveries to return, at least 1. Default 10.
+    ///   - timeout: how long to wait for the first delivery. Default: not at all.
+    ///   - visibilityTimeout: the visibility timeout of these deliveries instead of the
+    ///     subscription's (SQS's `VisibilityTimeout` on `ReceiveMessage`); positive. Default `nil`:
+    ///     the subscription's. Ignored in automatic mode.
     /// - Throws: ``OpenQError/Code/subscriptionNotFound`` when the subscription was removed,
-    ///   ``OpenQError/Code/shutDown`` after shutdown, `CancellationError` when cancelled.
+    ///   ``OpenQError/Code/shutDown`` after shutdown, `CancellationError` when cancelled,
+    ///   ``OpenQError/Code/invalidConfiguration`` for a `max` below 1, a negative wait or a
+    ///   visibility timeout that is not positive.
     @inlinable
     public nonisolated(nonsending) func receive(
         max: Int = 10,
-        waitingUpTo timeout: Duration = .zero
+        waitingUpTo timeout: Duration = .zero,
+        visibilityTimeout: Duration? = nil
     ) async throws -> [Delivery<Payload>] {
         let name = self.name
         let handle = self.handle
-        return try await handle.receive(max: max, waitingUpTo: timeout, subscription: name).map {
+        return try await handle.receive(
+            max: max, waitingUpTo: timeout, visibilityTimeout: visibilityTimeout, subscription: name
+        ).map {
             Delivery($0, handle: handle, subscription: name)
         }
+    }
+
+    /// Changes the subscription's visibility timeout (SQS's `SetQueueAttributes`
+    /// `VisibilityTimeout`): deliveries made from now on get it; deliveries in flight keep theirs.
+    /// On a durable topic the change is committed before the call returns, and a restart brings
+    /// the subscription back with it (declare it with the new configuration, or look it up with
+    /// ``Topic/existingSubscription(_:)``).
+    /// - Throws: ``OpenQError/Code/invalidConfiguration`` for a timeout that is not positive or an
+    ///   automatic subscription (it has no visibility timeout); ``OpenQError/Code/subscriptionNotFound``
+    ///   once the subscription was removed.
+    public nonisolated(nonsending) func setVisibilityTimeout(_ timeout: Duration) async throws {
+        let storage = handle.storage
+        let id = handle.id
+        let mark = storage.journalMark
+        try storage.withState { state, _ in (state.setVisibilityTimeout(id, timeout), Effects()) }.get()
+        try await storage.syncJournal(since: mark)
     }
 
     /// Acknowledges several deliveries of this subscription at once, under one lock acquisition

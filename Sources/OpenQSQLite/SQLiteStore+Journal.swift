@@ -57,13 +57,16 @@ extension SQLiteStore {
                 for sequence in first..<first + UInt64(count) {
                     try statement.execute(arguments: [topic, subscription, Int64(bitPattern: sequence), visible])
                 }
-            case .delivered(let subscription, let sequence, let attempts):
+            case .delivered(let subscription, let sequence, let attempts, let firstDeliveredAt):
                 try db.cachedStatement(
                     sql: """
-                        UPDATE copies SET attempts = ?, visible_at_ms = NULL
+                        UPDATE copies SET attempts = ?, visible_at_ms = NULL,
+                            first_delivered_at_ms = coalesce(first_delivered_at_ms, ?)
                         WHERE topic = ? AND subscription = ? AND sequence = ?
                         """
-                ).execute(arguments: [attempts, topic, subscription, Int64(bitPattern: sequence)])
+                ).execute(arguments: [
+                    attempts, firstDeliveredAt.map(milliseconds), topic, subscription, Int64(bitPattern: sequence),
+                ])
             case .removed(let subscription, let sequences):
                 let statement = try db.cachedStatement(
                     sql: "DELETE FROM copies WHERE topic = ? AND subscription = ? AND sequence = ?")

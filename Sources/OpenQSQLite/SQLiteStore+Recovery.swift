@@ -75,7 +75,7 @@ extension SQLiteStore {
                     let copies = try Row.fetchAll(
                         db,
                         sql: """
-                            SELECT sequence, attempts, visible_at_ms, last_error FROM copies
+                            SELECT sequence, attempts, visible_at_ms, last_error, first_delivered_at_ms FROM copies
                             WHERE topic = ? AND subscription = ? ORDER BY sequence
                             """,
                         arguments: [name, subscription]
@@ -86,7 +86,10 @@ extension SQLiteStore {
                             visibleAt: (copy["visible_at_ms"] as Int64?).map {
                                 Date(timeIntervalSince1970: Double($0) / 1_000)
                             },
-                            lastError: copy["last_error"])
+                            lastError: copy["last_error"],
+                            firstDeliveredAt: (copy["first_delivered_at_ms"] as Int64?).map {
+                                Date(timeIntervalSince1970: Double($0) / 1_000)
+                            })
                     }
                     subscriptions.append(
                         RecoveredSubscription(

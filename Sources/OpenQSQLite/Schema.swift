@@ -7,7 +7,8 @@ import GRDB
 /// - `messages`: one row per message some subscription still holds: payload bytes, headers (JSON),
 ///   priority, publish time, and for a dead letter its identity in its source topic.
 /// - `copies`: one row per message a subscription holds, with its attempt count (committed before
-///   each delivery), when it is visible (`NULL`: now) and its last error. Acknowledging deletes the
+///   each delivery), when it is visible (`NULL`: now), its last error and when it was first
+///   delivered. Acknowledging deletes the
 ///   copy; a message row goes with its last copy.
 /// - `quarantine`: payloads that no longer decode, as raw bytes with the reason.
 /// - `store_state`: the next message id, so ids are never reused.
@@ -71,6 +72,12 @@ enum Schema {
                 table.column("value", .integer).notNull()
             }
             try db.execute(sql: "INSERT INTO store_state (key, value) VALUES ('next_message_id', 1)")
+        }
+        // When a subscription first handed a message out (SQS's ApproximateFirstReceiveTimestamp).
+        migrator.registerMigration("v2: first delivery time") { db in
+            try db.alter(table: "copies") { table in
+                table.add(column: "first_delivered_at_ms", .integer)
+            }
         }
         return migrator
     }

@@ -49,6 +49,16 @@ struct HandedMessage: Sendable {
     @usableFromInline var stored: StoredMessage
     @usableFromInline var tag: UInt64
     @usableFromInline var attempt: Int
+    /// When the subscription first handed the message out; `nil` for an automatic subscription,
+    /// where every delivery is the only one.
+    @usableFromInline var firstDeliveredAt: Date?
+
+    init(stored: StoredMessage, tag: UInt64, attempt: Int, firstDeliveredAt: Date? = nil) {
+        self.stored = stored
+        self.tag = tag
+        self.attempt = attempt
+        self.firstDeliveredAt = firstDeliveredAt
+    }
 }
 
 extension HandedMessage {

@@ -39,25 +39,31 @@ final class SubscriptionHandle: Sendable {
         storage.withState { state, now in ((), state.removeSubscription(id, now: now)) }
     }
 
-    /// The long-polling pull behind ``Subscription/receive(max:waitingUpTo:)``: validates its
+    /// The long-polling pull behind ``Subscription/receive(max:waitingUpTo:visibilityTimeout:)``: validates its
     /// input and maps how the wait ended to the result or the error.
     @usableFromInline
     nonisolated(nonsending) func receive(
         max: Int,
         waitingUpTo timeout: Duration,
+        visibilityTimeout: Duration? = nil,
         subscription name: String
     ) async throws -> [HandedMessage] {
         guard max >= 1 else { throw OpenQError.invalidConfiguration("receive(max:) needs max ≥ 1; it was \(max).") }
         guard timeout >= .zero else {
             throw OpenQError.invalidConfiguration("receive(waitingUpTo:) needs a timeout ≥ 0; it was \(timeout).")
         }
+        if let visibilityTimeout, visibilityTimeout <= .zero {
+            throw OpenQError.invalidConfiguration(
+                "receive(visibilityTimeout:) needs a positive timeout; it was \(visibilityTimeout).")
+        }
         let result: WakeResult
         if storage.isDurable {
-            let (committed, failure) = await waitCommitted(consumer: nil, max: max, pollTimeout: timeout)
+            let (committed, failure) = await waitCommitted(
+                consumer: nil, max: max, pollTimeout: timeout, visibilityTimeout: visibilityTimeout)
             if let failure { throw failure }
             result = committed
         } else {
-            result = await wait(consumer: nil, max: max, pollTimeout: timeout)
+            result = await wait(consumer: nil, max: max, pollTimeout: timeout, visibilityTimeout: visibilityTimeout)
         }
         switch result {
         case .messages(let batch):
@@ -81,13 +87,16 @@ final class SubscriptionHandle: Sendable {
         consumer: ConsumerID?,
         max: Int,
         pollTimeout: Duration?,
+        visibilityTimeout: Duration? = nil,
         isolation: isolated (any Actor)? = #isolation
     ) async -> WakeResult {
         if Task.isCancelled { return .cancelled }
         let id = self.id
         let storage = self.storage
         let decision = storage.withState { state, now in
-            state.receive(id, consumer: consumer, max: max, canWait: pollTimeout != .zero, now: now)
+            state.receive(
+                id, consumer: consumer, max: max, canWait: pollTimeout != .zero, visibilityTimeout: visibilityTimeout,
+                now: now)
         }
         switch decision {
         case .messages(let batch):
@@ -106,6 +115,7 @@ final class SubscriptionHandle: Sendable {
                             consumer: consumer,
                             max: max,
                             pollDeadline: pollTimeout.map { now + $0 },
+                            visibilityTimeout: visibilityTimeout,
                             continuation: continuation,
                             now: now
                         )
@@ -129,10 +139,12 @@ final class SubscriptionHandle: Sendable {
         consumer: ConsumerID?,
         max: Int,
         pollTimeout: Duration?,
+        visibilityTimeout: Duration? = nil,
         isolation: isolated (any Actor)? = #isolation
     ) async -> (WakeResult, OpenQError?) {
         let mark = storage.journalMark
-        let result = await wait(consumer: consumer, max: max, pollTimeout: pollTimeout)
+        let result = await wait(
+            consumer: consumer, max: max, pollTimeout: pollTimeout, visibilityTimeout: visibilityTimeout)
         guard case .messages = result else { return (result, nil) }
         do {
             try await storage.syncJournal(since: mark)

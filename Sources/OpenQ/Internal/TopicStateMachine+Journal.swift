@@ -101,10 +101,12 @@ extension TopicStateMachine {
     }
 
     @inline(never)
-    mutating func journalDelivered(_ index: Int, _ message: StoredMessage, attempts: Int) {
+    mutating func journalDelivered(_ index: Int, _ pending: Pending) {
         guard isJournaled(index) else { return }
         journal!.entries.append(
-            .delivered(subscription: subscriptions[index].name, sequence: message.sequenceNumber, attempts: attempts))
+            .delivered(
+                subscription: subscriptions[index].name, sequence: pending.stored.sequenceNumber,
+                attempts: pending.attempts, firstDeliveredAt: pending.firstDeliveredAt.map(date(at:))))
     }
 
     @inline(never)

@@ -18,6 +18,7 @@ extension TopicStateMachine {
         consumer: ConsumerID?,
         max: Int,
         canWait: Bool = true,
+        visibilityTimeout: Duration? = nil,
         now: Duration
     ) -> (ReceiveDecision, Effects) {
         var effects = Effects()
@@ -25,7 +26,10 @@ extension TopicStateMachine {
         guard let index = index(of: id) else { return (.finished(subscriptionGone(id)), effects) }
         if isFinished { return (.finished(.shutDown("Topic '\(topic)'")), effects) }
         if subscriptions[index].visibleCount > 0 {
-            return (.messages(take(from: index, max: max, consumer: consumer, now: now, effects: &effects)), effects)
+            let batch = take(
+                from: index, max: max, consumer: consumer, visibilityTimeout: visibilityTimeout, now: now,
+                effects: &effects)
+            return (.messages(batch), effects)
         }
         guard canWait else { return (.empty, effects) }
         let waiter = nextWaiterID
@@ -41,6 +45,7 @@ extension TopicStateMachine {
         consumer: ConsumerID?,
         max: Int,
         pollDeadline: Duration?,
+        visibilityTimeout: Duration? = nil,
         continuation: Continuation,
         now: Duration
     ) -> Effects {
@@ -56,13 +61,17 @@ extension TopicStateMachine {
         } else if case .cancelled = reservation {
             effects.resume(continuation, with: .cancelled)
         } else if subscriptions[index].visibleCount > 0 {
-            let batch = take(from: index, max: max, consumer: consumer, now: now, effects: &effects)
+            let batch = take(
+                from: index, max: max, consumer: consumer, visibilityTimeout: visibilityTimeout, now: now,
+                effects: &effects)
             effects.resume(continuation, with: .messages(batch))
         } else if let pollDeadline, pollDeadline <= now {
             effects.resume(continuation, with: .timedOut)
         } else {
             subscriptions[index].waiters.append(
-                Waiter(id: waiter, consumer: consumer, max: max, continuation: continuation, pollDeadline: pollDeadline)
+                Waiter(
+                    id: waiter, consumer: consumer, max: max, continuation: continuation, pollDeadline: pollDeadline,
+                    visibilityTimeout: visibilityTimeout)
             )
             if let pollDeadline {
                 pushDeadline(at: pollDeadline, .poll(id, waiter: waiter), effects: &effects)
@@ -140,6 +149,7 @@ extension TopicStateMachine {
         from index: Int,
         max: Int,
         consumer: ConsumerID?,
+        visibilityTimeout: Duration? = nil,
         now: Duration,
         effects: inout Effects
     ) -> DeliveryBatch {
@@ -155,12 +165,13 @@ extension TopicStateMachine {
         var batch: [HandedMessage] = []
         batch.reserveCapacity(Swift.min(max, subscriptions[index].visibleCount))
         // Every delivery of one take shares one visibility deadline (and one heap entry).
-        let deadline = now + subscriptions[index].configuration.acknowledgement.visibilityTimeout
+        let deadline = now + (visibilityTimeout ?? subscriptions[index].configuration.acknowledgement.visibilityTimeout)
         let subscriptionID = subscriptions[index].id
         let firstTag = subscriptions[index].nextTag
         let journaling = _slowPath(journal != nil)
         while batch.count < max, var pending = subscriptions[index].popVisible() {
             pending.attempts += 1
+            if pending.firstDeliveredAt == nil { pending.firstDeliveredAt = now }
             subscriptions[index].counters.delivered += 1
             if pending.attempts > 1 { subscriptions[index].counters.redelivered += 1 }
             if tracks {
@@ -172,8 +183,11 @@ extension TopicStateMachine {
                     deliveredAt: now,
                     deadline: deadline
                 )
-                batch.append(HandedMessage(stored: pending.stored, tag: tag, attempt: pending.attempts))
-                if journaling { journalDelivered(index, pending.stored, attempts: pending.attempts) }
+                batch.append(
+                    HandedMessage(
+                        stored: pending.stored, tag: tag, attempt: pending.attempts,
+                        firstDeliveredAt: date(at: pending.firstDeliveredAt ?? now)))
+                if journaling { journalDelivered(index, pending) }
             } else {
                 subscriptions[index].counters.acked += 1
                 batch.append(HandedMessage(stored: pending.stored, tag: 0, attempt: pending.attempts))
@@ -190,7 +204,9 @@ extension TopicStateMachine {
 
     mutating func serveWaiters(_ index: Int, now: Duration, effects: inout Effects) {
         while subscriptions[index].visibleCount > 0, let waiter = subscriptions[index].waiters.popFirst() {
-            let batch = take(from: index, max: waiter.max, consumer: waiter.consumer, now: now, effects: &effects)
+            let batch = take(
+                from: index, max: waiter.max, consumer: waiter.consumer, visibilityTimeout: waiter.visibilityTimeout,
+                now: now, effects: &effects)
             effects.resume(waiter.continuation, with: .messages(batch))
         }
     }

@@ -49,6 +49,8 @@ struct TopicStateMachine {
         /// Deliveries made so far.
         var attempts: Int
         var lastError: String?
+        /// When the subscription first handed it out; `nil` before that.
+        var firstDeliveredAt: Duration? = nil
     }
 
     struct InFlight {
@@ -69,6 +71,8 @@ struct TopicStateMachine {
         var max: Int
         var continuation: Continuation
         var pollDeadline: Duration?
+        /// The visibility timeout this receive asked for instead of the subscription's.
+        var visibilityTimeout: Duration?
     }
 
     struct BlockedPublisher {
@@ -82,7 +86,7 @@ struct TopicStateMachine {
     struct SubscriptionState {
         let id: SubscriptionID
         let name: String
-        let configuration: SubscriptionConfiguration
+        var configuration: SubscriptionConfiguration
         let isAnonymous: Bool
         var capacity: Int
         var overflow: OverflowPolicy
@@ -313,6 +317,29 @@ struct TopicStateMachine {
         removedCounters.add(subscription.counters)
         serveBlockedPublishers(now: now, effects: &effects)
         return effects
+    }
+
+    /// Changes a subscription's visibility timeout for the deliveries made from now on.
+    mutating func setVisibilityTimeout(_ id: SubscriptionID, _ timeout: Duration) -> Result<Void, OpenQError> {
+        guard timeout > .zero else {
+            return .failure(.invalidConfiguration("A visibility timeout must be positive; it was \(timeout)."))
+        }
+        guard let index = index(of: id) else { return .failure(subscriptionGone(id)) }
+        let mode = subscriptions[index].configuration.acknowledgement
+        guard mode.tracksDeliveries else {
+            return .failure(
+                .invalidConfiguration(
+                    "Subscription '\(subscriptions[index].name)' acknowledges automatically: it has no visibility timeout."
+                ))
+        }
+        subscriptions[index].configuration.acknowledgement = AcknowledgementMode(
+            kind: mode.kind, visibilityTimeout: timeout)
+        if isJournaled(index) {
+            journal!.entries.append(
+                .subscriptionCreated(name: subscriptions[index].name, configuration: subscriptions[index].configuration)
+            )
+        }
+        return .success(())
     }
 
     mutating func registerConsumer(_ subscriptionID: SubscriptionID) -> ConsumerID? {

@@ -113,7 +113,8 @@ extension TopicStorage {
                 guard let record = records[copy.sequence] else { continue }
                 copies.append(
                     TopicStateMachine.Pending(
-                        stored: StoredMessage(record), attempts: copy.attempts, lastError: copy.lastError))
+                        stored: StoredMessage(record), attempts: copy.attempts, lastError: copy.lastError,
+                        firstDeliveredAt: copy.firstDeliveredAt.map { .seconds($0.timeIntervalSince(epoch)) }))
                 due.append(copy.visibleAt.map { .seconds($0.timeIntervalSince(epoch)) })
             }
             return (name: subscription.name, configuration: subscription.configuration, copies: copies, due: due)
