@@ -17,8 +17,7 @@ struct SQSFoundationTests {
         case .memory:
             return MessageQueue(configuration: .init(metricsInterval: nil, randomSeed: 1), clock: clock, epoch: epoch)
         case .sqlite:
-            let path = FileManager.default.temporaryDirectory
-                .appendingPathComponent("openq-sqs-\(UUID().uuidString).sqlite").path
+            let path = ScratchStores.path("sqs")
             return try await MessageQueue(
                 storage: .sqlite(path: path, durability: .processCrash),
                 configuration: .init(metricsInterval: nil, randomSeed: 1), clock: clock, epoch: epoch)
@@ -126,10 +125,7 @@ struct SQSFoundationTests {
 struct SQSFoundationDurableTests {
     @Test func theVisibilityTimeoutChange_andTheFirstDeliveryTime_surviveARestart() async throws {
         let epoch = Date(timeIntervalSince1970: 1_700_000_000)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "openq-sqs-\(UUID().uuidString).sqlite"
-        )
-        .path
+        let path = ScratchStores.path("sqs")
         let durable = TopicConfiguration(durability: .durable)
         var queue = try await MessageQueue(
             storage: .sqlite(path: path, durability: .processCrash), configuration: .init(metricsInterval: nil),

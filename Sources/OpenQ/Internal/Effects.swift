@@ -45,19 +45,31 @@ enum ReceiveDecision {
 
 /// A message handed to a consumer, with the receipt tag that settles it.
 @usableFromInline
+///
+/// 32 bytes, and kept so: consumers take handed messages by the batch, and fan-out moves millions
+/// a second (a `Date?` field, 48 bytes in all, cost 1→16 fan-out 10-15 %; 40 bytes did too). The
+/// attempt count sits in the tail of ``StoredMessage`` (12 bytes), and the first delivery time is
+/// stored as the `Date`'s own interval (exact), NaN for none.
 struct HandedMessage: Sendable {
     @usableFromInline var stored: StoredMessage
+    @usableFromInline var storedAttempt: UInt32
     @usableFromInline var tag: UInt64
-    @usableFromInline var attempt: Int
-    /// When the subscription first handed the message out; `nil` for an automatic subscription,
-    /// where every delivery is the only one.
-    @usableFromInline var firstDeliveredAt: Date?
+    @usableFromInline var firstDeliveredInterval: Double
 
     init(stored: StoredMessage, tag: UInt64, attempt: Int, firstDeliveredAt: Date? = nil) {
         self.stored = stored
+        self.storedAttempt = UInt32(clamping: attempt)
         self.tag = tag
-        self.attempt = attempt
-        self.firstDeliveredAt = firstDeliveredAt
+        self.firstDeliveredInterval = firstDeliveredAt?.timeIntervalSinceReferenceDate ?? .nan
+    }
+
+    /// The delivery attempt, from 1 (saturates at `UInt32.max`).
+    @inlinable var attempt: Int { Int(storedAttempt) }
+
+    /// When the subscription first handed the message out; `nil` for an automatic subscription,
+    /// where every delivery is the only one.
+    @inlinable var firstDeliveredAt: Date? {
+        firstDeliveredInterval.isNaN ? nil : Date(timeIntervalSinceReferenceDate: firstDeliveredInterval)
     }
 }
 

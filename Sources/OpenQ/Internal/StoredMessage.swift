@@ -167,13 +167,18 @@ struct MessageOrigin: Sendable {
 @usableFromInline
 struct StoredMessage: Sendable {
     @usableFromInline let record: MessageRecord
-    @usableFromInline let index: Int
+    /// A record holds at most `UInt32.max` messages; 4 bytes leave room in the 16 that ``HandedMessage``
+    /// packs around this struct.
+    @usableFromInline let storedIndex: UInt32
 
     @inlinable
     init(_ record: MessageRecord, index: Int = 0) {
         self.record = record
-        self.index = index
+        self.storedIndex = UInt32(truncatingIfNeeded: index)
     }
+
+    /// The message's position in its record.
+    @inlinable var index: Int { Int(storedIndex) }
 
     var id: MessageID { record.id(at: index) }
     var sequenceNumber: UInt64 { record.sequenceNumber(at: index) }

@@ -21,8 +21,7 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .memory:
             return OpenQTests.makeQueue(clock: clock)
         case .sqlite:
-            let path = FileManager.default.temporaryDirectory
-                .appendingPathComponent("openq-semantics-\(UUID().uuidString).sqlite").path
+            let path = ScratchStores.path("semantics")
             return try await MessageQueue(
                 storage: .sqlite(path: path, durability: .processCrash),
                 configuration: .init(metricsInterval: nil, randomSeed: 1), clock: clock)
