@@ -165,10 +165,12 @@ public actor MessageQueue {
     ///
     /// When the configuration has a dead-letter policy, the dead-letter topic (default
     /// `<name>.dlq`) is created too, with a ``DeadLetterPolicy/subscriptionName`` subscription
-    /// that holds dead letters until they are consumed or redriven.
+    /// that holds dead letters until they are consumed or redriven; a
+    /// ``DeadLetterPolicy/after(deliveries:into:)`` topic must exist already and is used as it is.
     /// - Throws: ``OpenQError/Code/invalidName``, ``OpenQError/Code/invalidConfiguration``,
     ///   ``OpenQError/Code/topicAlreadyExists`` (another type or configuration),
     ///   ``OpenQError/Code/payloadTypeMismatch`` (an existing dead-letter topic of another type),
+    ///   ``OpenQError/Code/topicNotFound`` (a missing `into:` dead-letter topic),
     ///   ``OpenQError/Code/shutDown``.
     public func createTopic<Payload: Sendable>(
         _ name: String,
@@ -231,26 +233,13 @@ public actor MessageQueue {
                 "Topic '\(name)' is durable, but the broker has no storage: create it with "
                     + "MessageQueue(storage: .sqlite(path:)) from OpenQSQLite.")
         }
-        let binding = DurableBinding(store: store) { record, index in
-            try codec.encode(unsafeDowncast(record, to: TypedRecord<Payload>.self).payload(at: index))
-        }
-        let setup = DurableSetup(binding: binding) { row, topic in
-            let payload = try codec.decode(row.payload)
-            let record: TypedRecord<Payload>
-            if let originTopic = row.originTopic, let originSequence = row.originSequence,
-                let originPublishedAt = row.originPublishedAt
-            {
-                record = DeadLetterRecord(
-                    payload: payload, headers: row.headers, priority: row.priority, id: MessageID(rawValue: row.id),
-                    origin: MessageOrigin(
-                        topic: originTopic, sequenceNumber: originSequence, publishedAt: originPublishedAt))
-            } else {
-                record = TypedRecord(
-                    payload: payload, headers: row.headers, priority: row.priority, id: MessageID(rawValue: row.id))
-            }
-            record.stamp(firstID: row.id, topic: topic, firstSequence: row.sequence, publishedAt: row.publishedAt)
-            return record
-        }
+        let binding = DurableBinding(
+            store: store, payloadTypeName: String(reflecting: Payload.self),
+            encode: { record, index in
+                try codec.encode(unsafeDowncast(record, to: TypedRecord<Payload>.self).payload(at: index))
+            },
+            decode: { row, topic in try Self.record(of: row, in: topic, codec: codec) })
+        let setup = DurableSetup(binding: binding)
         // Read what the store holds for the topic (and a new dead-letter topic) first, off the
         // cooperative pool; then create the topic without a suspension point, so no other call of
         // this actor runs between the look-up of the name and the registration.
@@ -258,16 +247,19 @@ public actor MessageQueue {
         try configuration.validate()
         var recovered: [String: RecoveredTopic] = [:]
         if topics[name] == nil {
+            guard !isShutDown else { throw OpenQError.shutDown("The message queue") }
             if configuration.deadLetter.maxDeliveries != nil {
-                let deadLetterName = configuration.deadLetter.topicName ?? "\(name).dlq"
-                if topics[deadLetterName] == nil, deadLetterName != name {
+                // Refuse a bad dead-letter topic before the store records anything.
+                let (deadLetterName, existing) = try checkDeadLetterTopic(
+                    for: name, payloadType: Payload.self, configuration: configuration, isDurable: true)
+                if existing == nil {
                     recovered[deadLetterName] = try await store.openTopic(
-                        name: deadLetterName, payloadType: String(reflecting: Payload.self),
+                        name: deadLetterName, payloadType: binding.payloadTypeName,
                         configuration: Self.deadLetterConfiguration(of: configuration))
                 }
             }
             recovered[name] = try await store.openTopic(
-                name: name, payloadType: String(reflecting: Payload.self), configuration: configuration)
+                name: name, payloadType: binding.payloadTypeName, configuration: configuration)
         }
         setup.recovered = recovered
         let topic = try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: setup)
@@ -275,6 +267,28 @@ public actor MessageQueue {
             try await store.quarantine(topic: topic, sequence: row.sequence, payload: row.payload, reason: reason)
         }
         return topic
+    }
+
+    /// A stored message as a record of the topic's payload type again (a dead letter with its
+    /// origin).
+    private static func record<Payload: Sendable>(
+        of row: StoredMessageRow, in topic: String, codec: some PayloadCodec<Payload>
+    ) throws -> MessageRecord {
+        let payload = try codec.decode(row.payload)
+        let record: TypedRecord<Payload>
+        if let originTopic = row.originTopic, let originSequence = row.originSequence,
+            let originPublishedAt = row.originPublishedAt
+        {
+            record = DeadLetterRecord(
+                payload: payload, headers: row.headers, priority: row.priority, id: MessageID(rawValue: row.id),
+                origin: MessageOrigin(
+                    topic: originTopic, sequenceNumber: originSequence, publishedAt: originPublishedAt))
+        } else {
+            record = TypedRecord(
+                payload: payload, headers: row.headers, priority: row.priority, id: MessageID(rawValue: row.id))
+        }
+        record.stamp(firstID: row.id, topic: topic, firstSequence: row.sequence, publishedAt: row.publishedAt)
+        return record
     }
 
     private func createTopic<Payload: Sendable>(
@@ -321,12 +335,15 @@ public actor MessageQueue {
         return Topic(storage: storage)
     }
 
-    private func deadLetterTopic(
+    /// Checks where a topic's dead letters would go, without creating anything (a durable topic
+    /// runs this before it touches the store).
+    /// - Returns: the dead-letter topic's name, and its storage when it exists.
+    private func checkDeadLetterTopic(
         for name: String,
         payloadType: Any.Type,
         configuration: TopicConfiguration,
-        durable: DurableSetup?
-    ) throws -> TopicStorage {
+        isDurable: Bool
+    ) throws -> (name: String, existing: TopicStorage?) {
         let deadLetterName = configuration.deadLetter.topicName ?? "\(name).dlq"
         guard configuration.deadLetter.topicName != nil || deadLetterName.utf8.count <= 255 else {
             throw OpenQError(
@@ -341,20 +358,48 @@ public actor MessageQueue {
             throw OpenQError.invalidConfiguration(
                 "Topic '\(name)' cannot be its own dead-letter topic; name another one in DeadLetterPolicy.")
         }
-        let storage: TopicStorage
-        if let existing = topics[deadLetterName] {
-            guard existing.carries(payloadType) else {
-                throw OpenQError(
-                    .payloadTypeMismatch,
-                    "Dead-letter topic '\(deadLetterName)' carries \(existing.payloadType), not \(payloadType); "
-                        + "name another dead-letter topic in DeadLetterPolicy.after(deliveries:topic:)."
-                )
-            }
-            guard existing.isDurable || durable == nil else {
+        if configuration.deadLetter.usesExistingTopic, topics[deadLetterName] == nil {
+            throw OpenQError(
+                .topicNotFound,
+                "Dead-letter topic '\(deadLetterName)' of '\(name)' does not exist: create it first, or use "
+                    + "DeadLetterPolicy.after(deliveries:topic:) to have OpenQ create it.")
+        }
+        guard let existing = topics[deadLetterName] else { return (deadLetterName, nil) }
+        guard existing.carries(payloadType) else {
+            throw OpenQError(
+                .payloadTypeMismatch,
+                "Dead-letter topic '\(deadLetterName)' carries \(existing.payloadType), not \(payloadType); "
+                    + "name another dead-letter topic in DeadLetterPolicy.after(deliveries:topic:)."
+            )
+        }
+        guard existing.isDurable || !isDurable else {
+            throw OpenQError.invalidConfiguration(
+                "Durable topic '\(name)' cannot dead-letter into the in-memory topic '\(deadLetterName)': its "
+                    + "dead letters would not survive a restart. Name another dead-letter topic.")
+        }
+        var next: TopicStorage? = existing
+        while let link = next {
+            guard link.name != name else {
                 throw OpenQError.invalidConfiguration(
-                    "Durable topic '\(name)' cannot dead-letter into the in-memory topic '\(deadLetterName)': its "
-                        + "dead letters would not survive a restart. Name another dead-letter topic.")
+                    "Topic '\(name)' cannot dead-letter into '\(deadLetterName)': dead letters would go round in a "
+                        + "circle ('\(deadLetterName)' leads back to '\(name)').")
             }
+            next = link.deadLetterTarget
+        }
+        return (deadLetterName, existing)
+    }
+
+    private func deadLetterTopic(
+        for name: String,
+        payloadType: Any.Type,
+        configuration: TopicConfiguration,
+        durable: DurableSetup?
+    ) throws -> TopicStorage {
+        let (deadLetterName, existing) = try checkDeadLetterTopic(
+            for: name, payloadType: payloadType, configuration: configuration, isDurable: durable != nil)
+        let storage: TopicStorage
+        if let existing {
+            if configuration.deadLetter.usesExistingTopic { return existing }
             storage = existing
         } else {
             storage = TopicStorage(
@@ -409,6 +454,9 @@ public actor MessageQueue {
     /// The topics the broker's store holds (name, payload type name, configuration), so that a
     /// process such as a server can reopen topics it did not declare in code. Empty for a broker
     /// without storage.
+    ///
+    /// Reopen a topic whose policy is ``DeadLetterPolicy/after(deliveries:into:)`` after its
+    /// dead-letter topic: that one must exist first.
     /// - Throws: ``OpenQError/Code/storageFailed``.
     public func storedTopics() async throws -> [StoredTopic] {
         try await store?.storedTopics() ?? []
@@ -472,6 +520,67 @@ public actor MessageQueue {
         try await store?.sync(since: mark)
         logger.info("Redrove dead letters", metadata: ["deadLetterTopic": "\(deadLetterTopic)", "count": "\(moved)"])
         return moved
+    }
+
+    /// Changes a topic's dead-letter policy while it runs: from the next failed delivery on,
+    /// messages are dead-lettered by the new bound into the new dead-letter topic.
+    ///
+    /// ```swift
+    /// let failed = try await queue.createTopic("failed-jobs", of: Job.self)
+    /// try await queue.setDeadLetterPolicy(.after(deliveries: 3, into: "failed-jobs"), of: "jobs")
+    /// ```
+    ///
+    /// The dead-letter topic is resolved as at ``createTopic(_:of:configuration:)-3a1sr``: a
+    /// ``DeadLetterPolicy/after(deliveries:topic:capacity:)`` topic is created when missing (with its
+    /// ``DeadLetterPolicy/subscriptionName`` subscription), a ``DeadLetterPolicy/after(deliveries:into:)``
+    /// topic must exist. Deliveries in flight keep their attempt counts and are judged by the new
+    /// bound when they next fail; messages already dead-lettered stay where they are. Pass
+    /// ``DeadLetterPolicy/disabled`` to stop dead-lettering (rejected messages are then
+    /// discarded). The old dead-letter topic is left as it is.
+    ///
+    /// A durable topic's new configuration is committed before this returns and is the one a
+    /// restart finds (``storedTopics()``): declaring the topic again with the configuration it was
+    /// created with is then ``OpenQError/Code/topicAlreadyExists``, as Amazon SQS answers
+    /// `CreateQueue` with other attributes.
+    /// - Throws: ``OpenQError/Code/topicNotFound`` (the topic, or an `into:` dead-letter topic),
+    ///   ``OpenQError/Code/invalidConfiguration`` (an invalid bound, the topic itself, a circle of
+    ///   dead-letter topics, an in-memory dead-letter topic for a durable topic),
+    ///   ``OpenQError/Code/payloadTypeMismatch``, ``OpenQError/Code/invalidName``,
+    ///   ``OpenQError/Code/shutDown``, ``OpenQError/Code/storageFailed``.
+    public func setDeadLetterPolicy(_ policy: DeadLetterPolicy, of topic: String) async throws {
+        guard let source = topics[topic] else { throw OpenQError.topicNotFound(topic) }
+        guard !isShutDown else { throw OpenQError.shutDown("The message queue") }
+        var configuration = source.configuration
+        configuration.deadLetter = policy
+        try configuration.validate()
+        var setup: DurableSetup?
+        if let binding = source.durableBinding {
+            setup = DurableSetup(binding: binding)
+            if policy.maxDeliveries != nil,
+                case (let deadLetterName, nil) = try checkDeadLetterTopic(
+                    for: topic, payloadType: source.payloadType, configuration: configuration, isDurable: true)
+            {
+                setup?.recovered[deadLetterName] = try await binding.store.openTopic(
+                    name: deadLetterName, payloadType: binding.payloadTypeName,
+                    configuration: Self.deadLetterConfiguration(of: configuration))
+            }
+        }
+        // The await above lets other calls of this actor run: the topic may be gone.
+        guard topics[topic] === source, !isShutDown else { throw OpenQError.topicNotFound(topic) }
+        var target: TopicStorage?
+        if policy.maxDeliveries != nil {
+            target = try deadLetterTopic(
+                for: topic, payloadType: source.payloadType, configuration: configuration, durable: setup)
+        }
+        if let setup, let store {
+            for (name, row, reason) in setup.undecodable {
+                try await store.quarantine(topic: name, sequence: row.sequence, payload: row.payload, reason: reason)
+            }
+        }
+        try await source.setDeadLetterPolicy(policy, target: target)
+        logger.info(
+            "Changed dead-letter policy",
+            metadata: ["topic": "\(topic)", "deadLetterTopic": "\(target?.name ?? "none")"])
     }
 
     // MARK: Statistics
@@ -692,13 +801,11 @@ public struct ShutdownReport: Hashable, Sendable {
 /// messages that no longer decode, which the creator then moves to the quarantine.
 final class DurableSetup {
     let binding: DurableBinding
-    let makeRecord: (StoredMessageRow, String) throws -> MessageRecord
     var recovered: [String: RecoveredTopic] = [:]
     var undecodable: [(topic: String, row: StoredMessageRow, reason: String)] = []
 
-    init(binding: DurableBinding, makeRecord: @escaping (StoredMessageRow, String) throws -> MessageRecord) {
+    init(binding: DurableBinding) {
         self.binding = binding
-        self.makeRecord = makeRecord
     }
 
     /// Brings back what the store held for the topic (nothing, for a new one).
@@ -709,7 +816,7 @@ final class DurableSetup {
                 "Topic '\(storage.name)' changed while it was being opened (created or deleted meanwhile); try again.")
         }
         let name = storage.name
-        let makeRecord = self.makeRecord
+        let makeRecord = binding.decode
         for (row, reason) in storage.recover(recovered, makeRecord: { row in try makeRecord(row, name) }) {
             undecodable.append((name, row, reason))
         }

@@ -141,6 +141,8 @@ package enum JournalEntry: Sendable {
     case purged(subscription: String)
     /// Sequence numbers up to `next - 1` are used (messages no named subscription keeps).
     case sequenceUsed(next: UInt64)
+    /// The topic's configuration changed while it ran (its dead-letter policy).
+    case topicConfigured(TopicConfiguration)
 }
 
 /// One message as the store keeps it.

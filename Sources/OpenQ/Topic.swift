@@ -20,7 +20,8 @@ public struct Topic<Payload: Sendable>: Sendable {
 
     /// The topic's name.
     public var name: String { storage.name }
-    /// The configuration the topic was created with.
+    /// The topic's configuration: the one it was created with, with the dead-letter policy it has
+    /// now (``MessageQueue/setDeadLetterPolicy(_:of:)`` changes it).
     public var configuration: TopicConfiguration { storage.configuration }
     /// The name of the dead-letter topic, or `nil` when dead-lettering is disabled.
     public var deadLetterTopicName: String? { storage.deadLetterTarget?.name }

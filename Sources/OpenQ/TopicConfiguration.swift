@@ -11,6 +11,16 @@ public enum OverflowPolicy: Hashable, Sendable, Codable {
 }
 
 /// How many deliveries a message gets before it moves to the topic's dead-letter topic.
+///
+/// Two kinds of dead-letter topic:
+/// - ``after(deliveries:topic:capacity:)`` (the default kind): OpenQ creates the dead-letter topic
+///   when it is missing and gives it a ``subscriptionName`` subscription that holds the dead letters
+///   until they are consumed or redriven with ``MessageQueue/redrive(from:max:)``.
+/// - ``after(deliveries:into:)``: an existing, ordinary topic that its own subscriptions consume,
+///   the way an Amazon SQS dead-letter queue is an ordinary queue. OpenQ neither creates it nor adds
+///   a subscription to it.
+///
+/// A topic's policy can change while it runs: ``MessageQueue/setDeadLetterPolicy(_:of:)``.
 public struct DeadLetterPolicy: Hashable, Sendable, Codable {
     /// The number of deliveries after which an unacknowledged message is dead-lettered, or `nil`
     /// when the topic has no dead-letter topic.
@@ -19,8 +29,29 @@ public struct DeadLetterPolicy: Hashable, Sendable, Codable {
     public let topicName: String?
     /// How many messages the dead-letter topic holds before it drops its oldest (counted in its
     /// statistics). Independent of the source topic's capacity: a burst of failures must not
-    /// push out dead letters nobody has looked at yet.
+    /// push out dead letters nobody has looked at yet. Unused by ``after(deliveries:into:)``, whose
+    /// topic keeps its own configuration.
     public let capacity: Int
+    /// Whether the dead-letter topic is an existing, ordinary topic (``after(deliveries:into:)``):
+    /// it must exist when the policy is applied, keeps its own configuration, gets no
+    /// ``subscriptionName`` subscription, and its own subscriptions receive the dead letters.
+    public let usesExistingTopic: Bool
+
+    init(maxDeliveries: Int?, topicName: String?, capacity: Int, usesExistingTopic: Bool = false) {
+        self.maxDeliveries = maxDeliveries
+        self.topicName = topicName
+        self.capacity = capacity
+        self.usesExistingTopic = usesExistingTopic
+    }
+
+    /// Decodes a policy; one stored before ``usesExistingTopic`` existed reads as `false`.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        maxDeliveries = try container.decodeIfPresent(Int.self, forKey: .maxDeliveries)
+        topicName = try container.decodeIfPresent(String.self, forKey: .topicName)
+        capacity = try container.decode(Int.self, forKey: .capacity)
+        usesExistingTopic = try container.decodeIfPresent(Bool.self, forKey: .usesExistingTopic) ?? false
+    }
 
     /// The subscription every dead-letter topic has, which holds its messages until they are
     /// consumed or redriven with ``MessageQueue/redrive(from:max:)``.
@@ -38,6 +69,30 @@ public struct DeadLetterPolicy: Hashable, Sendable, Codable {
     ///   - capacity: the dead-letter topic's capacity when OpenQ creates it. Default 100 000.
     public static func after(deliveries: Int, topic: String? = nil, capacity: Int = 100_000) -> Self {
         Self(maxDeliveries: deliveries, topicName: topic, capacity: capacity)
+    }
+
+    /// Dead-letter a message once it was delivered `deliveries` times without an acknowledgement,
+    /// or on ``Delivery/reject(reason:)``, into an existing topic that its own subscriptions
+    /// consume (an SQS-style dead-letter queue).
+    ///
+    /// ```swift
+    /// let failed = try await queue.createTopic("failed-jobs", of: Job.self)
+    /// let inspect = try await failed.subscription("inspect")
+    /// let jobs = try await queue.createTopic(
+    ///     "jobs", of: Job.self, configuration: .init(deadLetter: .after(deliveries: 3, into: "failed-jobs")))
+    /// ```
+    ///
+    /// The topic must exist when the policy is applied (``OpenQError/Code/topicNotFound``
+    /// otherwise), carry the same payload type, and be durable when the source topic is. A dead
+    /// letter is published into it like any message, with the dead-letter headers
+    /// (``MessageHeader``), and is accepted even when its subscriptions are full.
+    /// ``MessageQueue/redrive(from:max:)`` needs a ``subscriptionName`` subscription, which such a
+    /// topic has only if you created one.
+    /// - Parameters:
+    ///   - deliveries: the `maxDeliveries` bound, at least 1.
+    ///   - topic: the existing dead-letter topic's name.
+    public static func after(deliveries: Int, into topic: String) -> Self {
+        Self(maxDeliveries: deliveries, topicName: topic, capacity: 0, usesExistingTopic: true)
     }
 }
 
@@ -176,7 +231,7 @@ public struct TopicConfiguration: Hashable, Sendable, Codable {
         if let maxDeliveries = deadLetter.maxDeliveries, maxDeliveries < 1 {
             throw .invalidConfiguration("maxDeliveries must be at least 1; it was \(maxDeliveries).")
         }
-        if deadLetter.maxDeliveries != nil, deadLetter.capacity < 1 {
+        if deadLetter.maxDeliveries != nil, deadLetter.capacity < 1, !deadLetter.usesExistingTopic {
             throw .invalidConfiguration(
                 "A dead-letter topic's capacity must be at least 1; it was \(deadLetter.capacity).")
         }

@@ -105,6 +105,10 @@ extension SQLiteStore {
                 sweep = true
             case .sequenceUsed(let next):
                 highestSequence = max(highestSequence, next - 1)
+            case .topicConfigured(let configuration):
+                try db.execute(
+                    sql: "UPDATE topics SET configuration = ? WHERE name = ?",
+                    arguments: [try JSON.encode(configuration), topic])
             }
         }
         if !released.isEmpty {

@@ -185,7 +185,9 @@ struct TopicStateMachine {
     // MARK: State
 
     let topic: String
-    let configuration: TopicConfiguration
+    /// The topic's configuration; only its dead-letter policy changes after creation
+    /// (``setDeadLetterPolicy(_:)``).
+    var configuration: TopicConfiguration
     let epoch: Date
 
     var subscriptions: [SubscriptionState] = []
@@ -340,6 +342,13 @@ struct TopicStateMachine {
             )
         }
         return .success(())
+    }
+
+    /// Changes the dead-letter policy: the next failed delivery is judged by it (deliveries that
+    /// already used more attempts than the new bound are dead-lettered at their next failure).
+    mutating func setDeadLetterPolicy(_ policy: DeadLetterPolicy) {
+        configuration.deadLetter = policy
+        if _slowPath(journal != nil) { journal!.entries.append(.topicConfigured(configuration)) }
     }
 
     mutating func registerConsumer(_ subscriptionID: SubscriptionID) -> ConsumerID? {

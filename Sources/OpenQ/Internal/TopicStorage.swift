@@ -21,11 +21,14 @@ final class TopicStorage: Sendable {
 
     let name: String
     let payloadType: Any.Type
-    let configuration: TopicConfiguration
     let clock: BrokerClock
     let logger: Logger
-    /// Where dead letters go; `nil` when the topic has no dead-letter topic.
-    let deadLetterTarget: TopicStorage?
+    /// Where dead letters go; `nil` when the topic has no dead-letter topic. Changes with the
+    /// policy (``MessageQueue/setDeadLetterPolicy(_:of:)``); read when dead letters are forwarded.
+    private let deadLetterTargetBox: LockedValueBox<TopicStorage?>
+    var deadLetterTarget: TopicStorage? { deadLetterTargetBox.withLock { $0 } }
+    /// The topic's current configuration (its dead-letter policy may change while it runs).
+    var configuration: TopicConfiguration { state.withLock { $0.configuration } }
     let state: LockedValueBox<StateMachine>
     /// Counts published messages, bumped after every publish call, outside the lock: a consumer
     /// whose buffer ran dry watches it for a moment before it parks (see
@@ -40,6 +43,9 @@ final class TopicStorage: Sendable {
     @usableFromInline let interceptors: [any MessageInterceptor]
     /// A durable topic's store (its journal); `nil` for an in-memory topic.
     let store: (any DurableStore)?
+    /// How a durable topic's payloads become bytes and back; `nil` for an in-memory topic. A
+    /// dead-letter topic created for it later (a policy changed at run time) uses the same.
+    let durableBinding: DurableBinding?
     /// Whether the topic is durable: calls that change its state wait for their commit.
     @usableFromInline let isDurable: Bool
     /// A durable topic's payload encoder (every message of a record), run before the lock.
@@ -60,6 +66,7 @@ final class TopicStorage: Sendable {
     ) {
         self.interceptors = interceptors
         self.store = durable?.store
+        self.durableBinding = durable
         self.isDurable = durable != nil
         if let encode = durable?.encode {
             self.encodeRecord = { record in
@@ -73,11 +80,10 @@ final class TopicStorage: Sendable {
         }
         self.name = name
         self.payloadType = payloadType
-        self.configuration = configuration
         self.clock = clock
         self.driver = driver
         self.logger = logger
-        self.deadLetterTarget = deadLetterTarget
+        self.deadLetterTargetBox = LockedValueBox(deadLetterTarget)
         self.state = LockedValueBox(
             StateMachine(
                 topic: name,
@@ -320,6 +326,18 @@ final class TopicStorage: Sendable {
 
     // MARK: Dead letters
 
+    /// Changes the dead-letter policy and where dead letters go, together under the topic's lock;
+    /// a durable topic's new configuration is committed before this returns.
+    func setDeadLetterPolicy(_ policy: DeadLetterPolicy, target: TopicStorage?) async throws(OpenQError) {
+        let mark = journalMark
+        withState { state, _ in
+            state.setDeadLetterPolicy(policy)
+            deadLetterTargetBox.withLock { $0 = target }
+            return ((), Effects())
+        }
+        if isDurable { try await syncJournal(since: mark) }
+    }
+
     /// Journals that dead-lettered copies left their subscriptions (read from the headers the
     /// dead-letter copy carries).
     private func journalDeadLettered(_ messages: [StoredMessage]) {
@@ -362,8 +380,12 @@ final class TopicStorage: Sendable {
     }
 }
 
-/// What makes a topic durable: its store, and how its payloads become bytes.
+/// What makes a topic durable: its store, how its payloads become bytes, and how a stored row
+/// becomes a record of the topic's payload type again (`decode(row, topic name)`).
 struct DurableBinding: Sendable {
     let store: any DurableStore
+    /// The name the store keeps the payload type under (`String(reflecting:)`).
+    let payloadTypeName: String
     let encode: @Sendable (MessageRecord, Int) throws -> [UInt8]
+    let decode: @Sendable (StoredMessageRow, String) throws -> MessageRecord
 }
