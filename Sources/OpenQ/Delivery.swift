@@ -23,25 +23,33 @@
 public struct Delivery<Payload: Sendable>: Sendable {
     /// The message.
     public let message: Message<Payload>
-    /// Which delivery of this message this is: 1 for the first, then one more per redelivery.
-    public let attempt: Int
+    // The attempt sits in the tail of `message` and the first delivery time is a `Double` (NaN
+    // for none): 64 bytes, as before the first delivery time existed (80 cost the nack row ~10 %).
+    @usableFromInline let storedAttempt: UInt32
     /// The subscription the delivery belongs to.
     public let subscription: String
-    /// When the subscription first handed this message out (SQS's
-    /// `ApproximateFirstReceiveTimestamp`): the time of this delivery for attempt 1, of the first
-    /// one for a redelivery. `nil` in automatic mode, where each delivery is the only one.
-    public let firstDeliveredAt: Date?
+    @usableFromInline let firstDeliveredInterval: Double
 
     @usableFromInline let storage: TopicStorage
     @usableFromInline let subscriptionID: SubscriptionID
     @usableFromInline let tag: UInt64
 
+    /// Which delivery of this message this is: 1 for the first, then one more per redelivery.
+    @inlinable public var attempt: Int { Int(storedAttempt) }
+
+    /// When the subscription first handed this message out (SQS's
+    /// `ApproximateFirstReceiveTimestamp`): the time of this delivery for attempt 1, of the first
+    /// one for a redelivery. `nil` in automatic mode, where each delivery is the only one.
+    @inlinable public var firstDeliveredAt: Date? {
+        firstDeliveredInterval.isNaN ? nil : Date(timeIntervalSinceReferenceDate: firstDeliveredInterval)
+    }
+
     @inlinable
     init(_ handed: HandedMessage, handle: SubscriptionHandle, subscription: String) {
         self.message = Message(handed.stored)
-        self.attempt = handed.attempt
+        self.storedAttempt = handed.storedAttempt
         self.subscription = subscription
-        self.firstDeliveredAt = handed.firstDeliveredAt
+        self.firstDeliveredInterval = handed.firstDeliveredInterval
         self.storage = handle.storage
         self.subscriptionID = handle.id
         self.tag = handed.tag

@@ -56,21 +56,25 @@ public struct MessageID: Hashable, Sendable, Comparable, CustomStringConvertible
 /// of a large batch, copy out the payload if you keep it long.
 public struct Message<Payload: Sendable>: Sendable {
     @usableFromInline var record: TypedRecord<Payload>
-    @usableFromInline var index: Int
+    /// The position in the record (at most `UInt32.max`): 12 bytes in all, so that a
+    /// ``Delivery`` keeps its attempt count in the tail and stays 64 bytes.
+    @usableFromInline var storedIndex: UInt32
 
     /// The typed view of a message the topic stored; the topic guarantees the type.
     @inlinable
     init(_ stored: StoredMessage) {
         self.record = unsafeDowncast(stored.record, to: TypedRecord<Payload>.self)
-        self.index = stored.index
+        self.storedIndex = stored.storedIndex
     }
 
     /// The message at `index` of a record the topic stored; the topic guarantees the type.
     @inlinable
     init(_ record: MessageRecord, index: Int) {
         self.record = unsafeDowncast(record, to: TypedRecord<Payload>.self)
-        self.index = index
+        self.storedIndex = UInt32(truncatingIfNeeded: index)
     }
+
+    @inlinable var index: Int { Int(storedIndex) }
 
     /// The message's identity, kept across dead-lettering and redrive.
     @inlinable public var id: MessageID { record.id(at: index) }
@@ -99,7 +103,7 @@ public struct Message<Payload: Sendable>: Sendable {
     @inlinable
     mutating func replace(payload: Payload, headers: [String: String]) {
         record = record.replacing(index: index, payload: payload, headers: headers)
-        index = 0
+        storedIndex = 0
     }
 }
 

@@ -60,11 +60,13 @@ public struct Subscription<Payload: Sendable>: Sendable {
     ) async throws -> [Delivery<Payload>] {
         let name = self.name
         let handle = self.handle
-        return try await handle.receive(
-            max: max, waitingUpTo: timeout, visibilityTimeout: visibilityTimeout, subscription: name
-        ).map {
-            Delivery($0, handle: handle, subscription: name)
-        }
+        let handed =
+            handle.storage.isDurable
+            ? try await handle.receiveCommitted(
+                max: max, waitingUpTo: timeout, visibilityTimeout: visibilityTimeout, subscription: name)
+            : try await handle.receive(
+                max: max, waitingUpTo: timeout, visibilityTimeout: visibilityTimeout, subscription: name)
+        return handed.map { Delivery($0, handle: handle, subscription: name) }
     }
 
     /// Changes the subscription's visibility timeout (SQS's `SetQueueAttributes`

@@ -258,8 +258,7 @@ public struct TopicConfiguration: Hashable, Sendable, Codable {
 
 extension Duration {
     /// The duration in seconds, as a `Double`.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) * 1e-18
-    }
+    /// One conversion of the 128-bit attoseconds to `Double`, then a division: `components`
+    /// divides 128-bit integers, which costs more than the rest of a delivery's bookkeeping.
+    var seconds: Double { self / .seconds(1) }
 }

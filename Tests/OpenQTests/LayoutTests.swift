@@ -15,6 +15,25 @@ struct LayoutTests {
         #expect(MemoryLayout<HandedMessage>.stride == 32)
     }
 
+    @Test func aMessage_isTwelveBytes_andADelivery_sixtyFour() {
+        #expect(MemoryLayout<Message<Int>>.size == 12)
+        #expect(MemoryLayout<Delivery<Int>>.size == 64)
+    }
+
+    @Test func aPendingMessage_isFortyBytes_andKeepsItsFirstDeliveryTime() {
+        #expect(MemoryLayout<TopicStateMachine.Pending>.size == 40)
+        let record = MessageRecord(count: 1, headers: [:], priority: 0, firstID: .unassigned)
+        var pending = TopicStateMachine.Pending(stored: StoredMessage(record), attempts: 3, lastError: nil)
+        #expect(pending.firstDeliveredSeconds.isNaN)
+        pending.firstDeliveredSeconds = 12.5
+        pending.attempts += 1
+        #expect(pending.firstDeliveredSeconds == 12.5)
+        #expect(pending.attempts == 4)
+        let recovered = TopicStateMachine.Pending(
+            stored: StoredMessage(record), attempts: 1, lastError: nil, firstDeliveredAt: .milliseconds(1_500))
+        #expect(recovered.firstDeliveredSeconds == 1.5)
+    }
+
     @Test func aHandedMessage_keepsItsAttempt_andItsFirstDeliveryTimeExactly() {
         let record = MessageRecord(count: 3, headers: [:], priority: 0, firstID: .unassigned)
         let time = Date(timeIntervalSinceReferenceDate: 812_345_678.123_456_7)

@@ -106,7 +106,7 @@ extension TopicStateMachine {
         journal!.entries.append(
             .delivered(
                 subscription: subscriptions[index].name, sequence: pending.stored.sequenceNumber,
-                attempts: pending.attempts, firstDeliveredAt: pending.firstDeliveredAt.map(date(at:))))
+                attempts: pending.attempts, firstDeliveredAt: firstDeliveryDate(of: pending)))
     }
 
     @inline(never)

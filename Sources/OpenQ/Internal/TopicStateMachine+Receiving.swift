@@ -169,9 +169,11 @@ extension TopicStateMachine {
         let subscriptionID = subscriptions[index].id
         let firstTag = subscriptions[index].nextTag
         let journaling = _slowPath(journal != nil)
+        // Once per take: a Duration's 128-bit attoseconds convert to Double by a generic routine.
+        let nowSeconds = tracks ? now / .seconds(1) : 0
         while batch.count < max, var pending = subscriptions[index].popVisible() {
             pending.attempts += 1
-            if pending.firstDeliveredAt == nil { pending.firstDeliveredAt = now }
+            if tracks, pending.firstDeliveredSeconds.isNaN { pending.firstDeliveredSeconds = nowSeconds }
             subscriptions[index].counters.delivered += 1
             if pending.attempts > 1 { subscriptions[index].counters.redelivered += 1 }
             if tracks {
@@ -186,7 +188,7 @@ extension TopicStateMachine {
                 batch.append(
                     HandedMessage(
                         stored: pending.stored, tag: tag, attempt: pending.attempts,
-                        firstDeliveredAt: date(at: pending.firstDeliveredAt ?? now)))
+                        firstDeliveredAt: epoch.addingTimeInterval(pending.firstDeliveredSeconds)))
                 if journaling { journalDelivered(index, pending) }
             } else {
                 subscriptions[index].counters.acked += 1
