@@ -13,6 +13,9 @@ let package = Package(
         // Durable topics on an embedded SQLite file (GRDB); links the system SQLite.
         .library(name: "OpenQSQLite", targets: ["OpenQSQLite"]),
         .executable(name: "openq-demo", targets: ["openq-demo"]),
+        // OpenQ over HTTP with the Amazon SQS API (hummingbird); the OpenQ library does not depend on it.
+        .library(name: "OpenQServer", targets: ["OpenQServer"]),
+        .executable(name: "openq-server", targets: ["openq-server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -26,6 +29,11 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         // For the demo's command line only; the OpenQ library does not depend on it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // For the OpenQServer product only (the SQS server); the OpenQ library does not depend on
+        // them. No default traits: the server needs neither swift-configuration nor full Foundation.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -116,6 +124,48 @@ let package = Package(
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]
         ),
+        // The SQS server: the protocol, its actions on the broker, and the HTTP side.
+        .target(
+            name: "OpenQServer",
+            dependencies: [
+                "OpenQ",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "openq-server",
+            dependencies: [
+                "OpenQServer",
+                "OpenQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "OpenQServerTests",
+            dependencies: [
+                "OpenQServer",
+                "OpenQ",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
+
+// CI's release and ThreadSanitizer passes test the core only (`OPENQ_CORE_ONLY=1`): the server
+// and its HTTP stack build and test in the debug pass, which keeps CI's time in check.
+if Context.environment["OPENQ_CORE_ONLY"] != nil {
+    let server: Set<String> = ["OpenQServer", "openq-server", "OpenQServerTests"]
+    package.targets.removeAll { server.contains($0.name) }
+    package.products.removeAll { server.contains($0.name) }
+    package.dependencies.removeAll { dependency in
+        guard case .sourceControl(_, let location, _) = dependency.kind else { return false }
+        return ["hummingbird", "swift-crypto", "swift-http-types"].contains { location.contains($0) }
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+
+/// A queue's `RedrivePolicy`: after `maxReceiveCount` receives without a delete, a message moves
+/// to the dead-letter queue `deadLetterTargetArn`.
+struct RedrivePolicy: Equatable, Sendable {
+    var maxReceiveCount: Int
+    var deadLetterTargetArn: String
+
+    /// The dead-letter queue's name: the last `:` field of the ARN.
+    var targetName: String { deadLetterTargetArn.split(separator: ":").last.map(String.init) ?? deadLetterTargetArn }
+
+    init(maxReceiveCount: Int, deadLetterTargetArn: String) {
+        self.maxReceiveCount = maxReceiveCount
+        self.deadLetterTargetArn = deadLetterTargetArn
+    }
+
+    /// Parses the JSON SQS clients send (`maxReceiveCount` as a number or a string).
+    init(json: String) throws(SQSError) {
+        guard let data = json.data(using: .utf8),
+            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { throw .invalidAttributeValue("RedrivePolicy", "Redrive policy is not a valid JSON map.") }
+        let count: Int? =
+            switch object["maxReceiveCount"] {
+            case let number as NSNumber: Int(exactly: number.doubleValue)
+            case let string as String: Int(string)
+            default: nil
+            }
+        guard let count, (1...1_000).contains(count) else {
+            throw .invalidAttributeValue(
+                "RedrivePolicy", "Value for parameter maxReceiveCount must be an integer between 1 and 1000.")
+        }
+        guard let arn = object["deadLetterTargetArn"] as? String, arn.hasPrefix("arn:aws:sqs:"),
+            arn.split(separator: ":").count == 6
+        else {
+            throw .invalidAttributeValue(
+                "RedrivePolicy", "Value for parameter deadLetterTargetArn is not a valid SQS ARN.")
+        }
+        self.init(maxReceiveCount: count, deadLetterTargetArn: arn)
+    }
+
+    var json: String { #"{"deadLetterTargetArn":"\#(deadLetterTargetArn)","maxReceiveCount":\#(maxReceiveCount)}"# }
+}
+
+/// The attributes of a queue that clients set, with SQS's defaults and bounds.
+struct QueueAttributes: Equatable, Sendable {
+    /// How many messages a queue holds (waiting, delayed and in flight) before `SendMessage`
+    /// answers `OverLimit`: SQS has no such bound, a broker in one process's memory needs one.
+    static let capacity = 1_000_000
+
+    var visibilityTimeout = 30
+    var delaySeconds = 0
+    var maximumMessageSize = 262_144
+    var messageRetentionPeriod = 345_600
+    var receiveMessageWaitTimeSeconds = 0
+    var redrivePolicy: RedrivePolicy?
+
+    /// The attributes `GetQueueAttributes` answers (besides these settable ones).
+    static let readable: Set<String> = [
+        "VisibilityTimeout", "DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod",
+        "ReceiveMessageWaitTimeSeconds", "RedrivePolicy", "QueueArn", "CreatedTimestamp", "LastModifiedTimestamp",
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed",
+        "SqsManagedSseEnabled",
+    ]
+
+    /// The settable attributes as SQS lists them.
+    var values: [String: String] {
+        var values = [
+            "VisibilityTimeout": String(visibilityTimeout),
+            "DelaySeconds": String(delaySeconds),
+            "MaximumMessageSize": String(maximumMessageSize),
+            "MessageRetentionPeriod": String(messageRetentionPeriod),
+            "ReceiveMessageWaitTimeSeconds": String(receiveMessageWaitTimeSeconds),
+            "SqsManagedSseEnabled": "false",
+        ]
+        if let redrivePolicy { values["RedrivePolicy"] = redrivePolicy.json }
+        return values
+    }
+
+    /// Applies attributes a client sent, checking each name and bound; nothing changes when one
+    /// is refused.
+    mutating func apply(_ requested: [String: String], creating: Bool) throws(SQSError) {
+        var updated = self
+        for (name, value) in requested {
+            func integer(in range: ClosedRange<Int>) throws(SQSError) -> Int {
+                guard let number = Int(value), range.contains(number) else {
+                    throw .invalidAttributeValue(
+                        name, "Must be an integer from \(range.lowerBound) to \(range.upperBound).")
+                }
+                return number
+            }
+            switch name {
+            case "VisibilityTimeout": updated.visibilityTimeout = try integer(in: 0...43_200)
+            case "DelaySeconds": updated.delaySeconds = try integer(in: 0...900)
+            case "MaximumMessageSize": updated.maximumMessageSize = try integer(in: 1_024...1_048_576)
+            case "MessageRetentionPeriod": updated.messageRetentionPeriod = try integer(in: 60...1_209_600)
+            case "ReceiveMessageWaitTimeSeconds": updated.receiveMessageWaitTimeSeconds = try integer(in: 0...20)
+            case "RedrivePolicy": updated.redrivePolicy = value.isEmpty ? nil : try RedrivePolicy(json: value)
+            case "SqsManagedSseEnabled":
+                guard value == "false" else {
+                    throw .invalidAttributeValue(
+                        name, "openq-server does not encrypt queues (SqsManagedSseEnabled=false only).")
+                }
+            case "FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit":
+                guard value == "false" else {
+                    throw .unsupported("FIFO queues are not supported by openq-server yet; create a standard queue.")
+                }
+            default:
+                throw .invalidAttributeName(name)
+            }
+        }
+        self = updated
+    }
+
+    /// Whether `CreateQueue` with these attributes names the queue as it is (SQS answers
+    /// `QueueAlreadyExists` otherwise).
+    func matches(_ requested: [String: String]) -> Bool {
+        var other = QueueAttributes()
+        guard (try? other.apply(requested, creating: true)) != nil else { return false }
+        let current = values
+        return requested.keys.allSatisfy { current[$0] == other.values[$0] || $0 == "FifoQueue" }
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+
+/// The body of an AWS JSON 1.0 request, read field by field: a field of the wrong type is a
+/// `SerializationException`, a missing required one `MissingParameter`, so every action reports
+/// bad input the way SQS does, and nothing is executed.
+struct SQSRequest {
+    let fields: [String: Any]
+
+    /// Parses a body; an empty body is an empty object (actions without parameters).
+    init(body: [UInt8]) throws(SQSError) {
+        if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            fields = [:]
+            return
+        }
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: Data(body), options: [])
+        } catch {
+            throw .serialization("The request body is not valid JSON.")
+        }
+        guard let fields = object as? [String: Any] else {
+            throw .serialization("The request body must be a JSON object.")
+        }
+        self.fields = fields
+    }
+
+    init(fields: [String: Any]) {
+        self.fields = fields
+    }
+
+    private func typeError(_ name: String, _ expected: String) -> SQSError {
+        .serialization("Parameter \(name) must be \(expected).")
+    }
+
+    func string(_ name: String) throws(SQSError) -> String? {
+        guard let value = fields[name], !(value is NSNull) else { return nil }
+        guard let string = value as? String else { throw typeError(name, "a string") }
+        return string
+    }
+
+    func requiredString(_ name: String) throws(SQSError) -> String {
+        guard let value = try string(name) else { throw .missingParameter(name) }
+        return value
+    }
+
+    func int(_ name: String) throws(SQSError) -> Int? {
+        guard let value = fields[name], !(value is NSNull) else { return nil }
+        // Refuse booleans (which Darwin's JSONSerialization also gives as NSNumber) and fractions.
+        guard !isBoolean(value), let number = value as? NSNumber, let int = Int(exactly: number.doubleValue) else {
+            throw typeError(name, "an integer")
+        }
+        return int
+    }
+
+    func stringList(_ name: String) throws(SQSError) -> [String]? {
+        guard let value = fields[name], !(value is NSNull) else { return nil }
+        guard let list = value as? [Any], let strings = list as? [String] else {
+            throw typeError(name, "a list of strings")
+        }
+        return strings
+    }
+
+    func stringMap(_ name: String) throws(SQSError) -> [String: String]? {
+        guard let value = fields[name], !(value is NSNull) else { return nil }
+        guard let map = value as? [String: Any] else { throw typeError(name, "a map of strings") }
+        var result: [String: String] = [:]
+        for (key, entry) in map {
+            guard let string = entry as? String else { throw typeError("\(name).\(key)", "a string") }
+            result[key] = string
+        }
+        return result
+    }
+
+    func objectList(_ name: String) throws(SQSError) -> [SQSRequest]? {
+        guard let value = fields[name], !(value is NSNull) else { return nil }
+        guard let list = value as? [Any] else { throw typeError(name, "a list of objects") }
+        var result: [SQSRequest] = []
+        for entry in list {
+            guard let object = entry as? [String: Any] else { throw typeError(name, "a list of objects") }
+            result.append(SQSRequest(fields: object))
+        }
+        return result
+    }
+
+    /// `MessageAttributes`: name → `{DataType, StringValue | BinaryValue (base64)}`.
+    func messageAttributes(_ name: String) throws(SQSError) -> [String: SQSMessageAttribute] {
+        guard let value = fields[name], !(value is NSNull) else { return [:] }
+        guard let map = value as? [String: Any] else { throw typeError(name, "a map of message attributes") }
+        var result: [String: SQSMessageAttribute] = [:]
+        for (key, entry) in map {
+            guard let object = entry as? [String: Any] else { throw typeError("\(name).\(key)", "an object") }
+            let attribute = SQSRequest(fields: object)
+            let dataType = try attribute.string("DataType")
+            let stringValue = try attribute.string("StringValue")
+            var binaryValue: Data?
+            if let encoded = try attribute.string("BinaryValue") {
+                guard let decoded = Data(base64Encoded: encoded) else {
+                    throw typeError("\(name).\(key).BinaryValue", "base64")
+                }
+                binaryValue = decoded
+            }
+            guard let dataType else {
+                throw .invalidParameterValue("The message attribute '\(key)' must contain a non-empty attribute type.")
+            }
+            result[key] = SQSMessageAttribute(dataType: dataType, stringValue: stringValue, binaryValue: binaryValue)
+        }
+        return result
+    }
+}
+
+/// Whether a parsed JSON value is `true` or `false`: JSONSerialization gives both booleans and
+/// numbers as `NSNumber` (and `1 is Bool` holds through bridging); a boolean's type code is `c`.
+private func isBoolean(_ value: Any) -> Bool {
+    guard let number = value as? NSNumber else { return false }
+    return String(cString: number.objCType) == "c"
+}
+
+/// Encodes a response body.
+enum SQSResponse {
+    static func encode(_ object: [String: Any]) -> [UInt8] {
+        guard JSONSerialization.isValidJSONObject(object),
+            let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        else { return Array("{}".utf8) }
+        return Array(data)
+    }
+
+    static func error(_ error: SQSError) -> [UInt8] {
+        encode(["__type": error.qualifiedType, "message": error.message])
+    }
+
+    static func attributes(_ attributes: [String: SQSMessageAttribute]) -> [String: Any] {
+        attributes.mapValues { attribute in
+            var object: [String: Any] = ["DataType": attribute.dataType]
+            if let string = attribute.stringValue { object["StringValue"] = string }
+            if let binary = attribute.binaryValue { object["BinaryValue"] = binary.base64EncodedString() }
+            return object
+        }
+    }
+}

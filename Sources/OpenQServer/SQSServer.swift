@@ -1,0 +1,169 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import OpenQ
+import ServiceLifecycle
+
+/// OpenQ over HTTP with the Amazon SQS API (AWS JSON 1.0 protocol), so that boto3, the AWS CLI
+/// and every AWS SDK use a broker with only an endpoint URL.
+///
+/// Each SQS queue is a topic of ``SQSMessage`` on the broker you pass, with one subscription
+/// (`sqs`): Swift code on the same broker sees the queues clients create, and publishes into
+/// them.
+///
+/// ```swift
+/// let queue = MessageQueue()
+/// let server = SQSServer(queue: queue, configuration: .init(port: 9324, allowAnonymous: true))
+/// let group = ServiceGroup(services: [queue, server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+/// try await group.run()
+/// ```
+///
+/// On graceful shutdown the server stops accepting connections, ends long polls at once (with
+/// no messages), and lets requests in progress finish.
+public struct SQSServer: Service {
+    /// Where the server listens and what it accepts.
+    public struct Configuration: Sendable {
+        /// The address to bind. Default `127.0.0.1`.
+        public var host: String
+        /// The port to bind; 0 picks a free one (see ``SQSServer/onListening``). Default 9324.
+        public var port: Int
+        /// Accept requests without checking their signature. For local development only; the
+        /// server logs a warning when it is on. Default `false`.
+        public var allowAnonymous: Bool
+        /// The largest request body read, in bytes; a longer one is refused with 413 before it
+        /// is read whole. Default 2 MiB (SQS's largest message is 1 MiB).
+        public var maximumRequestBytes: Int
+        /// How long a connection may stay idle (no request in progress) before it is closed.
+        /// Default 60 s.
+        public var idleTimeout: Duration
+
+        /// A configuration; every parameter has the default described on its property.
+        public init(
+            host: String = "127.0.0.1",
+            port: Int = 9324,
+            allowAnonymous: Bool = false,
+            maximumRequestBytes: Int = 2 * 1_048_576,
+            idleTimeout: Duration = .seconds(60)
+        ) {
+            self.host = host
+            self.port = port
+            self.allowAnonymous = allowAnonymous
+            self.maximumRequestBytes = maximumRequestBytes
+            self.idleTimeout = idleTimeout
+        }
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+    let queues: SQSQueues
+    let onListening: @Sendable (Int) async -> Void
+
+    /// A server for `queue`.
+    /// - Parameters:
+    ///   - queue: the broker whose topics are the queues.
+    ///   - configuration: where to listen and what to accept.
+    ///   - logger: access and lifecycle logs.
+    ///   - onListening: called with the bound port once the server accepts connections.
+    public init(
+        queue: MessageQueue,
+        configuration: Configuration = .init(),
+        logger: Logger = Logger(label: "openq-server"),
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.queues = SQSQueues(broker: queue, logger: logger)
+        self.onListening = onListening
+    }
+
+    /// Serves until graceful shutdown (or cancellation).
+    /// - Throws: when the address cannot be bound, or when the server refuses to start without
+    ///   authentication (``Configuration/allowAnonymous`` off: signature checking is not built
+    ///   yet).
+    public func run() async throws {
+        guard configuration.allowAnonymous else {
+            throw SQSServerError(
+                "openq-server does not verify AWS Signature Version 4 yet, so it only runs with "
+                    + "allowAnonymous (--allow-anonymous), for local development.")
+        }
+        logger.warning(
+            "Serving without authentication (allow-anonymous): every caller may do everything",
+            metadata: ["host": "\(configuration.host)", "port": "\(configuration.port)"])
+        let actions = SQSActions(queues: queues)
+        let router = Router()
+        let configuration = self.configuration
+        let logger = self.logger
+        router.get("/health") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+        }
+        router.post("/") { request, _ in
+            try await Self.serve(request, actions: actions, configuration: configuration, logger: logger)
+        }
+        let onListening = self.onListening
+        let app = Application(
+            router: router,
+            server: .http1(
+                configuration: .init(
+                    idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000))),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+        let queues = self.queues
+        try await withGracefulShutdownHandler {
+            try await app.run()
+        } onGracefulShutdown: {
+            Task { await queues.beginShutdown() }
+        }
+    }
+
+    static func serve(
+        _ request: Request, actions: SQSActions, configuration: Configuration, logger: Logger
+    ) async throws -> Response {
+        let started = ContinuousClock.now
+        let target = request.headers[HTTPField.Name("X-Amz-Target")!]
+        let reply: SQSActions.Reply
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maximumRequestBytes {
+            reply = SQSActions.reply(Self.tooLarge(configuration))
+        } else {
+            do {
+                let body = try await request.body.collect(upTo: configuration.maximumRequestBytes)
+                let authority = request.head.authority ?? "\(configuration.host):\(configuration.port)"
+                reply = await actions.handle(
+                    target: target, body: Array(buffer: body), baseURL: "http://\(authority)")
+            } catch {
+                reply = SQSActions.reply(Self.tooLarge(configuration))
+            }
+        }
+        var headers: HTTPFields = [.contentType: "application/x-amz-json-1.0"]
+        if let queryError = reply.queryError { headers[HTTPField.Name("x-amzn-query-error")!] = queryError }
+        headers[HTTPField.Name("x-amzn-RequestId")!] = UUID().uuidString
+        logger.info(
+            "request",
+            metadata: [
+                "action": "\(target ?? "-")", "status": "\(reply.status)",
+                "duration_ms":
+                    "\((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000 + (ContinuousClock.now - started).components.seconds * 1000)",
+            ])
+        return Response(
+            status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+    }
+
+    static func tooLarge(_ configuration: Configuration) -> SQSError {
+        SQSError(
+            "RequestEntityTooLarge", query: "RequestEntityTooLarge",
+            "The request body is larger than \(configuration.maximumRequestBytes) bytes.", status: 413)
+    }
+}
+
+/// Why the server could not start.
+public struct SQSServerError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong, and what to do.
+    public let description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OpenQ
+import OpenQServer
+import ServiceLifecycle
+
+@main
+struct OpenQServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "openq-server",
+        abstract: "OpenQ over HTTP with the Amazon SQS API (AWS JSON 1.0), for boto3, the AWS CLI and the AWS SDKs.",
+        discussion: """
+            Queues live in this process's memory: they are gone when it stops (a durable --data store is \
+            not wired in yet). Each queue is an OpenQ topic of SQSMessage with one subscription.
+
+            Signature checking (AWS Signature Version 4) is not built yet, so the server starts only with \
+            --allow-anonymous, for local development on a loopback address.
+
+            Stops on SIGTERM or SIGINT: long polls end at once, requests in progress finish, and the broker \
+            shuts down with its grace period.
+            """
+    )
+
+    @Option(help: "The address to bind.")
+    var host = "127.0.0.1"
+
+    @Option(help: "The port to bind (0: any free port, printed at start).")
+    var port = 9324
+
+    @Flag(help: "Accept unsigned requests: every caller may do everything. Local development only.")
+    var allowAnonymous = false
+
+    @Option(help: "Seconds the broker gives consumers to settle at shutdown.")
+    var gracePeriod = 5
+
+    @Option(help: "The log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    func run() async throws {
+        var logger = Logger(label: "openq-server")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let queue = MessageQueue(
+            configuration: .init(metricsInterval: nil, shutdownGracePeriod: .seconds(gracePeriod)), logger: logger)
+        let server = SQSServer(
+            queue: queue,
+            configuration: .init(host: host, port: port, allowAnonymous: allowAnonymous),
+            logger: logger,
+            onListening: { port in
+                // One line on stdout, for scripts that started the server on port 0.
+                FileHandle.standardOutput.write(Data("openq-server listening on \(self.host):\(port)\n".utf8))
+            })
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: queue),
+                    .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}
