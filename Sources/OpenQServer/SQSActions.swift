@@ -20,8 +20,15 @@ struct SQSActions: Sendable {
         "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "PurgeQueue", "ListDeadLetterSourceQueues",
     ]
 
-    /// Runs one request. `baseURL` is `http://host:port`, for the queue URLs in replies.
-    func handle(target: String?, body: [UInt8], baseURL: String) async -> Reply {
+    /// Who is calling, once the signature checked out: the key and what it may do.
+    struct Caller: Sendable {
+        let accessKeyId: String
+        let credentials: SQSCredentials
+    }
+
+    /// Runs one request. `baseURL` is `http://host:port`, for the queue URLs in replies; `caller`
+    /// is `nil` for an anonymous server, where every action is allowed.
+    func handle(target: String?, body: [UInt8], baseURL: String, caller: Caller? = nil) async -> Reply {
         do {
             guard let target, target.hasPrefix("AmazonSQS.") else {
                 throw SQSError(
@@ -35,7 +42,22 @@ struct SQSActions: Sendable {
                     "The action \(action) is not valid for this endpoint.")
             }
             let request = try SQSRequest(body: body)
-            let result = try await run(action, request, baseURL: baseURL)
+            if let caller {
+                // Refused before anything runs: the queue is the one the request names.
+                let queue =
+                    try (request.string("QueueUrl").map(SQSQueues.queueName(fromURL:)) ?? request.string("QueueName"))
+                guard caller.credentials.allows(caller.accessKeyId, action, queue: queue) else {
+                    throw SQSError.accessDenied(action, queue: queue)
+                }
+            }
+            var result = try await run(action, request, baseURL: baseURL)
+            if let caller, action == "ListQueues", let urls = result["QueueUrls"] as? [String] {
+                // A key lists the queues it administers.
+                let prefixes = caller.credentials.adminPrefixes(caller.accessKeyId)
+                let visible = urls.filter { url in prefixes.contains { SQSQueues.queueName(fromURL: url).hasPrefix($0) }
+                }
+                result["QueueUrls"] = visible.isEmpty ? nil : visible
+            }
             return Reply(status: 200, body: SQSResponse.encode(result))
         } catch let error as SQSError {
             return Self.reply(error)

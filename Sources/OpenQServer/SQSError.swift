@@ -72,6 +72,13 @@ struct SQSError: Error, Sendable, Equatable {
         return error
     }
 
+    static func accessDenied(_ action: String, queue: String?) -> SQSError {
+        SQSError(
+            "com.amazon.coral.service#AccessDeniedException", query: "AccessDenied",
+            "Access to the resource \(queue.map { "queue \($0)" } ?? "of this account") is denied for \(action).",
+            status: 403)
+    }
+
     static func internalFailure(_ message: String) -> SQSError {
         SQSError("InternalFailure", message, status: 500, senderFault: false)
     }

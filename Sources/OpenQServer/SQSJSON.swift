@@ -119,7 +119,8 @@ private func isBoolean(_ value: Any) -> Bool {
 enum SQSResponse {
     static func encode(_ object: [String: Any]) -> [UInt8] {
         guard JSONSerialization.isValidJSONObject(object),
-            let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            let data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         else { return Array("{}".utf8) }
         return Array(data)
     }

@@ -31,6 +31,9 @@ public struct SQSServer: Service {
         /// Accept requests without checking their signature. For local development only; the
         /// server logs a warning when it is on. Default `false`.
         public var allowAnonymous: Bool
+        /// The keys whose AWS Signature Version 4 the server accepts, with their permissions
+        /// (``SQSCredentials``). Needed unless ``allowAnonymous``. Default none.
+        public var credentials: SQSCredentials?
         /// The largest request body read, in bytes; a longer one is refused with 413 before it
         /// is read whole. Default 2 MiB (SQS's largest message is 1 MiB).
         public var maximumRequestBytes: Int
@@ -43,12 +46,14 @@ public struct SQSServer: Service {
             host: String = "127.0.0.1",
             port: Int = 9324,
             allowAnonymous: Bool = false,
+            credentials: SQSCredentials? = nil,
             maximumRequestBytes: Int = 2 * 1_048_576,
             idleTimeout: Duration = .seconds(60)
         ) {
             self.host = host
             self.port = port
             self.allowAnonymous = allowAnonymous
+            self.credentials = credentials
             self.maximumRequestBytes = maximumRequestBytes
             self.idleTimeout = idleTimeout
         }
@@ -78,18 +83,25 @@ public struct SQSServer: Service {
     }
 
     /// Serves until graceful shutdown (or cancellation).
-    /// - Throws: when the address cannot be bound, or when the server refuses to start without
-    ///   authentication (``Configuration/allowAnonymous`` off: signature checking is not built
-    ///   yet).
+    ///
+    /// Every SQS request must carry a valid AWS Signature Version 4 of a key in
+    /// ``Configuration/credentials`` (within 5 minutes of the server's clock, over the body as
+    /// received), and its key must have the permission for the action and queue; otherwise it is
+    /// answered 403 (`MissingAuthenticationToken`, `InvalidClientTokenId`, `SignatureDoesNotMatch`,
+    /// `AccessDenied`) and nothing is executed. With ``Configuration/allowAnonymous`` no request
+    /// is checked. `GET /health` needs no signature.
+    /// - Throws: ``SQSServerError`` without credentials and without `allowAnonymous`; an error
+    ///   when the address cannot be bound.
     public func run() async throws {
-        guard configuration.allowAnonymous else {
+        if configuration.allowAnonymous {
+            logger.warning(
+                "Serving without authentication (allow-anonymous): every caller may do everything",
+                metadata: ["host": "\(configuration.host)", "port": "\(configuration.port)"])
+        } else if configuration.credentials == nil {
             throw SQSServerError(
-                "openq-server does not verify AWS Signature Version 4 yet, so it only runs with "
-                    + "allowAnonymous (--allow-anonymous), for local development.")
+                "openq-server needs credentials (--credentials FILE) to check who is calling, or "
+                    + "--allow-anonymous for local development.")
         }
-        logger.warning(
-            "Serving without authentication (allow-anonymous): every caller may do everything",
-            metadata: ["host": "\(configuration.host)", "port": "\(configuration.port)"])
         let actions = SQSActions(queues: queues)
         let router = Router()
         let configuration = self.configuration
@@ -98,8 +110,12 @@ public struct SQSServer: Service {
             Response(
                 status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }
+        let verifier = configuration.credentials.map { credentials in
+            SigV4Verifier { credentials.secret(of: $0) }
+        }
         router.post("/") { request, _ in
-            try await Self.serve(request, actions: actions, configuration: configuration, logger: logger)
+            try await Self.serve(
+                request, actions: actions, verifier: verifier, configuration: configuration, logger: logger)
         }
         let onListening = self.onListening
         let app = Application(
@@ -120,7 +136,8 @@ public struct SQSServer: Service {
     }
 
     static func serve(
-        _ request: Request, actions: SQSActions, configuration: Configuration, logger: Logger
+        _ request: Request, actions: SQSActions, verifier: SigV4Verifier?, configuration: Configuration,
+        logger: Logger
     ) async throws -> Response {
         let started = ContinuousClock.now
         let target = request.headers[HTTPField.Name("X-Amz-Target")!]
@@ -128,12 +145,26 @@ public struct SQSServer: Service {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maximumRequestBytes {
             reply = SQSActions.reply(Self.tooLarge(configuration))
         } else {
+            var collected: [UInt8]?
             do {
-                let body = try await request.body.collect(upTo: configuration.maximumRequestBytes)
-                let authority = request.head.authority ?? "\(configuration.host):\(configuration.port)"
-                reply = await actions.handle(
-                    target: target, body: Array(buffer: body), baseURL: "http://\(authority)")
+                collected = Array(buffer: try await request.body.collect(upTo: configuration.maximumRequestBytes))
             } catch {
+                collected = nil
+            }
+            if let body = collected {
+                let authority = request.head.authority ?? "\(configuration.host):\(configuration.port)"
+                do {
+                    var caller: SQSActions.Caller?
+                    if !configuration.allowAnonymous, let verifier, let credentials = configuration.credentials {
+                        let accessKeyId = try verifier.verify(Self.signed(request, authority: authority, body: body))
+                        caller = SQSActions.Caller(accessKeyId: accessKeyId, credentials: credentials)
+                    }
+                    reply = await actions.handle(
+                        target: target, body: body, baseURL: "http://\(authority)", caller: caller)
+                } catch {
+                    reply = SQSActions.reply(error)
+                }
+            } else {
                 reply = SQSActions.reply(Self.tooLarge(configuration))
             }
         }
@@ -149,6 +180,19 @@ public struct SQSServer: Service {
             ])
         return Response(
             status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+    }
+
+    /// What SigV4 verification needs of a request (the `Host` header is HTTP's authority).
+    static func signed(_ request: Request, authority: String, body: [UInt8]) -> SigV4Verifier.Request {
+        var headers: [String: String] = [:]
+        for field in request.headers {
+            let name = field.name.canonicalName
+            headers[name] = headers[name].map { "\($0),\(field.value)" } ?? field.value
+        }
+        headers["host"] = authority
+        return SigV4Verifier.Request(
+            method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "", headers: headers,
+            body: body)
     }
 
     static func tooLarge(_ configuration: Configuration) -> SQSError {

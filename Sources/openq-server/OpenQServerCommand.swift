@@ -14,8 +14,11 @@ struct OpenQServerCommand: AsyncParsableCommand {
             Queues live in this process's memory: they are gone when it stops (a durable --data store is \
             not wired in yet). Each queue is an OpenQ topic of SQSMessage with one subscription.
 
-            Signature checking (AWS Signature Version 4) is not built yet, so the server starts only with \
-            --allow-anonymous, for local development on a loopback address.
+            Every request must be signed (AWS Signature Version 4) with a key of the credentials file, and \
+            the key must have the permission for the action and the queue:
+              {"credentials": [{"accessKeyId": "AKID...", "secretAccessKey": "...",
+                "permissions": [{"queuePrefix": "", "actions": ["send", "consume", "admin"]}]}]}
+            --allow-anonymous turns checking off, for local development on a loopback address.
 
             Stops on SIGTERM or SIGINT: long polls end at once, requests in progress finish, and the broker \
             shuts down with its grace period.
@@ -28,6 +31,9 @@ struct OpenQServerCommand: AsyncParsableCommand {
     @Option(help: "The port to bind (0: any free port, printed at start).")
     var port = 9324
 
+    @Option(help: "The credentials file (JSON): access keys, secrets and permissions.")
+    var credentials: String?
+
     @Flag(help: "Accept unsigned requests: every caller may do everything. Local development only.")
     var allowAnonymous = false
 
@@ -37,14 +43,25 @@ struct OpenQServerCommand: AsyncParsableCommand {
     @Option(help: "The log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    func validate() throws {
+        guard credentials != nil || allowAnonymous else {
+            throw ValidationError(
+                "Give --credentials FILE (who may call, checked by AWS Signature Version 4), or --allow-anonymous "
+                    + "for local development.")
+        }
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0...65535.") }
+        guard gracePeriod >= 0 else { throw ValidationError("--grace-period must not be negative.") }
+    }
+
     func run() async throws {
         var logger = Logger(label: "openq-server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let queue = MessageQueue(
             configuration: .init(metricsInterval: nil, shutdownGracePeriod: .seconds(gracePeriod)), logger: logger)
+        let keys = try credentials.map { try SQSCredentials(contentsOf: $0) }
         let server = SQSServer(
             queue: queue,
-            configuration: .init(host: host, port: port, allowAnonymous: allowAnonymous),
+            configuration: .init(host: host, port: port, allowAnonymous: allowAnonymous, credentials: keys),
             logger: logger,
             onListening: { port in
                 // One line on stdout, for scripts that started the server on port 0.

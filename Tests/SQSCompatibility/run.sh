@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The SQS compatibility checks with real AWS clients, on loopback ports only:
-#   1. the boto3 suite (test_sqs.py) against openq-server,
+#   1. the boto3 suite (test_sqs.py) against openq-server, which checks every request's AWS
+#      Signature Version 4 and permissions against credentials.json,
 #   2. the same suite against moto_server, the reference for SQS semantics (its known differences
 #      are listed in test_sqs.py's MOTO_DIFFERS and skipped only there),
 #   3. a few AWS CLI calls against openq-server,
@@ -23,7 +24,7 @@ export AWS_DEFAULT_REGION=us-east-1
 
 # Starts openq-server on a free port; sets $server_pid and $server_port.
 start_server() {
-    "$server_binary" --port 0 --allow-anonymous --log-level warning > "$logs/server.out" 2> "$logs/server.err" &
+    "$server_binary" --port 0 --credentials "$PWD/credentials.json" --log-level warning > "$logs/server.out" 2> "$logs/server.err" &
     server_pid=$!
     pids+=("$server_pid")
     for _ in $(seq 1 100); do

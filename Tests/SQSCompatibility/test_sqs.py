@@ -25,13 +25,19 @@ ENDPOINT = os.environ.get("SQS_ENDPOINT", "http://127.0.0.1:9324")
 REFERENCE = os.environ.get("SQS_REFERENCE", "")
 
 
-def client():
+# The keys of Tests/SQSCompatibility/credentials.json, which run.sh gives openq-server.
+ADMIN = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+SENDER = ("AKIDSENDER", "sender-secret-0123456789")
+TEAM = ("AKIDTEAM", "team-secret-0123456789")
+
+
+def client(key=ADMIN):
     return boto3.client(
         "sqs",
         endpoint_url=ENDPOINT,
         region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        aws_access_key_id=key[0],
+        aws_secret_access_key=key[1],
         config=botocore.config.Config(retries={"max_attempts": 1}, read_timeout=30),
     )
 
@@ -444,18 +450,110 @@ class DeadLetters(SQSTestCase):
         self.assertEqual([m["Body"] for m in dead], ["once"])
 
 
-class BadInput(unittest.TestCase):
-    """Raw requests a client library would never send."""
+@unittest.skipIf(REFERENCE == "moto", "moto does not check signatures or permissions")
+class Authentication(SQSTestCase):
+    """Signature Version 4 and the permissions of credentials.json; nothing refused is executed."""
 
-    def post(self, body, target="AmazonSQS.ListQueues", content_type="application/x-amz-json-1.0"):
+    def test_an_unknown_key_is_invalid_client_token_id(self):
+        with self.assertRaises(ClientError) as caught:
+            client(("AKIDUNKNOWN", "whatever")).list_queues()
+        self.assertEqual(error_code(caught.exception), "InvalidClientTokenId")
+        self.assertEqual(caught.exception.response["ResponseMetadata"]["HTTPStatusCode"], 403)
+
+    def test_a_wrong_secret_is_signature_does_not_match_and_creates_nothing(self):
+        name = "wrongsecret-" + uuid.uuid4().hex[:8]
+        with self.assertRaises(ClientError) as caught:
+            client((ADMIN[0], "not-the-secret")).create_queue(QueueName=name)
+        self.assertEqual(error_code(caught.exception), "SignatureDoesNotMatch")
+        with self.assertRaises(ClientError):
+            self.sqs.get_queue_url(QueueName=name)
+
+    def test_a_changed_body_is_signature_does_not_match(self):
+        tampering = client()
+        name = "tamper-" + uuid.uuid4().hex[:8]
+
+        def tamper(request, **_):
+            # After signing: same length, other queue name.
+            request.body = request.body.replace(b"tamper-", b"TAMPER-")
+
+        tampering.meta.events.register("before-send.sqs.CreateQueue", tamper)
+        with self.assertRaises(ClientError) as caught:
+            tampering.create_queue(QueueName=name)
+        self.assertEqual(error_code(caught.exception), "SignatureDoesNotMatch")
+        self.assertNotIn("QueueUrls", self.sqs.list_queues(QueueNamePrefix="TAMPER-"))
+
+    def test_a_request_signed_ten_minutes_ago_is_refused(self):
+        import datetime
+        from unittest import mock
+
+        past = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=10)
+        with mock.patch("botocore.auth.get_current_datetime", return_value=past):
+            with self.assertRaises(ClientError) as caught:
+                client().list_queues()
+        self.assertEqual(error_code(caught.exception), "SignatureDoesNotMatch")
+        self.assertIn("expired", caught.exception.response["Error"]["Message"])
+
+    def test_an_unsigned_request_is_refused(self):
         import urllib.request
 
         request = urllib.request.Request(
-            ENDPOINT + "/", data=body, method="POST",
-            headers={"Content-Type": content_type, "X-Amz-Target": target},
+            ENDPOINT + "/", data=b"{}", method="POST",
+            headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.ListQueues"},
         )
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        self.assertEqual(caught.exception.code, 403)
+        self.assertEqual(caught.exception.headers["x-amzn-query-error"], "MissingAuthenticationToken;Sender")
+
+    def test_permissions_by_action_group_and_queue_prefix(self):
+        _, url = self.queue("perm")
+        sender = client(SENDER)
+        sender.send_message(QueueUrl=url, MessageBody="allowed")
+        for call in (
+            lambda: sender.receive_message(QueueUrl=url),
+            lambda: sender.purge_queue(QueueUrl=url),
+            lambda: sender.create_queue(QueueName="sender-" + uuid.uuid4().hex[:8]),
+        ):
+            with self.assertRaises(ClientError) as caught:
+                call()
+            self.assertEqual(error_code(caught.exception), "AccessDenied")
+        # Nothing refused ran: the one message is still there.
+        self.assertEqual(
+            self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"],
+            {"ApproximateNumberOfMessages": "1"},
+        )
+        team = client(TEAM)
+        team_url = team.create_queue(QueueName="team-" + uuid.uuid4().hex[:8])["QueueUrl"]
+        self.created.append(team_url)
+        team.send_message(QueueUrl=team_url, MessageBody="ours")
+        self.assertEqual(team.receive_message(QueueUrl=team_url, WaitTimeSeconds=1)["Messages"][0]["Body"], "ours")
+        with self.assertRaises(ClientError) as caught:
+            team.send_message(QueueUrl=url, MessageBody="not ours")
+        self.assertEqual(error_code(caught.exception), "AccessDenied")
+        listed = team.list_queues().get("QueueUrls", [])
+        self.assertIn(team_url, listed)
+        self.assertNotIn(url, listed)
+
+
+class BadInput(unittest.TestCase):
+    """Raw requests a client library would never send (signed, so that they reach the parser)."""
+
+    def post(self, body, target="AmazonSQS.ListQueues"):
+        """A signed raw request (botocore's signer), whatever its body."""
+        import urllib.request
+
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        request = AWSRequest(
+            method="POST", url=ENDPOINT + "/", data=body,
+            headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
+        )
+        SigV4Auth(Credentials(*ADMIN), "sqs", "us-east-1").add_auth(request)
+        prepared = urllib.request.Request(ENDPOINT + "/", data=body, method="POST", headers=dict(request.headers))
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(prepared, timeout=10) as response:
                 return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as error:
             return error.code, error.read(), dict(error.headers)

@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import OpenQ
+import ServiceLifecycle
+import Testing
+
+@testable import OpenQServer
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// The server embedded in a Swift service, as the DocC of ``SQSServer`` shows it: over real HTTP
+/// on a loopback port, then a graceful shutdown of the group.
+@Suite("SQS server over HTTP")
+struct SQSServerTests {
+    /// Runs `body` against a server on a free loopback port, then shuts the group down.
+    func withServer(_ body: (URL, MessageQueue) async throws -> Void) async throws {
+        let queue = MessageQueue(configuration: .init(metricsInterval: nil, shutdownGracePeriod: .zero))
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let server = SQSServer(
+            queue: queue, configuration: .init(port: 0, allowAnonymous: true), logger: Logger(label: "test"),
+            onListening: { continuation.yield($0) })
+        let group = ServiceGroup(services: [queue, server], logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            try await body(URL(string: "http://127.0.0.1:\(port)")!, queue)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    func post(_ base: URL, _ action: String, _ body: String) async throws -> (Int, String, [AnyHashable: Any]) {
+        var request = URLRequest(url: base.appendingPathComponent("/"))
+        request.httpMethod = "POST"
+        request.setValue("application/x-amz-json-1.0", forHTTPHeaderField: "Content-Type")
+        request.setValue("AmazonSQS.\(action)", forHTTPHeaderField: "X-Amz-Target")
+        request.httpBody = Data(body.utf8)
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = try #require(response as? HTTPURLResponse)
+        return (http.statusCode, String(decoding: data, as: UTF8.self), http.allHeaderFields)
+    }
+
+    @Test func anEmbeddedServer_servesSQS_andStopsWithItsGroup() async throws {
+        try await withServer { base, queue in
+            let (health, _) = try await URLSession.shared.data(from: base.appendingPathComponent("health"))
+            #expect(String(decoding: health, as: UTF8.self) == "ok\n")
+
+            let (status, body, _) = try await post(base, "CreateQueue", #"{"QueueName":"jobs"}"#)
+            #expect(status == 200)
+            #expect(body.contains("/000000000000/jobs"))
+            #expect(await queue.topicNames() == ["jobs"])
+
+            let (missing, error, headers) = try await post(base, "GetQueueUrl", #"{"QueueName":"nope"}"#)
+            #expect(missing == 400)
+            #expect(error.contains("com.amazonaws.sqs#QueueDoesNotExist"))
+            let queryError = headers.first { ($0.key as? String)?.lowercased() == "x-amzn-query-error" }?.value
+            #expect(queryError as? String == "AWS.SimpleQueueService.NonExistentQueue;Sender")
+        }
+    }
+
+    @Test func withoutAllowAnonymous_theServerRefusesToStart() async throws {
+        let server = SQSServer(queue: MessageQueue(), configuration: .init(port: 0))
+        await #expect(throws: SQSServerError.self) { try await server.run() }
+    }
+
+    @Test func anOversizedBody_isRefusedWith413() async throws {
+        try await withServer { base, _ in
+            let big = String(repeating: "x", count: 2 * 1_048_576 + 10)
+            let (status, body, _) = try await post(base, "SendMessage", big)
+            #expect(status == 413)
+            #expect(body.contains("RequestEntityTooLarge"))
+        }
+    }
+}
