@@ -583,6 +583,23 @@ public actor MessageQueue {
             metadata: ["topic": "\(topic)", "deadLetterTopic": "\(target?.name ?? "none")"])
     }
 
+    /// Replaces a topic's ``TopicConfiguration/metadata`` while it runs. A durable topic's new
+    /// metadata is committed before this returns and is what ``storedTopics()`` lists after a
+    /// restart (declare the topic with it then).
+    ///
+    /// ```swift
+    /// try await queue.setMetadata(["owner": "billing"], of: "jobs")
+    /// ```
+    /// - Throws: ``OpenQError/Code/topicNotFound``, ``OpenQError/Code/invalidConfiguration`` (more
+    ///   than 64 pairs, or a key or value longer than 256 bytes), ``OpenQError/Code/shutDown``,
+    ///   ``OpenQError/Code/storageFailed``.
+    public func setMetadata(_ metadata: [String: String], of topic: String) async throws {
+        guard let storage = topics[topic] else { throw OpenQError.topicNotFound(topic) }
+        guard !isShutDown else { throw OpenQError.shutDown("The message queue") }
+        try TopicConfiguration.validate(metadata: metadata)
+        try await storage.setMetadata(metadata)
+    }
+
     // MARK: Statistics
 
     /// A snapshot of every topic and subscription.

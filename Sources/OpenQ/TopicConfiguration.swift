@@ -206,6 +206,11 @@ public struct TopicConfiguration: Hashable, Sendable, Codable {
     /// ``Durability/durable`` needs a broker opened on a store (``MessageQueue/init(storage:configuration:clock:epoch:logger:)``)
     /// and a `Codable` payload.
     public var durability: Durability
+    /// Your own string pairs, kept with the topic and never read by OpenQ: a durable topic's store
+    /// keeps them, so that a process reopening it (``MessageQueue/storedTopics()``) finds what it
+    /// recorded, such as the SQS server's queue attributes. At most 64 pairs of at most 256 bytes
+    /// each. Changed at run time with ``MessageQueue/setMetadata(_:of:)``. Default none.
+    public var metadata: [String: String]
 
     /// Creates a configuration; every parameter has the default described on its property.
     public init(
@@ -214,7 +219,8 @@ public struct TopicConfiguration: Hashable, Sendable, Codable {
         deadLetter: DeadLetterPolicy = .after(deliveries: 5),
         retryBackoff: RetryBackoff = .exponential(),
         retention: Retention = .none,
-        durability: Durability = .inMemory
+        durability: Durability = .inMemory,
+        metadata: [String: String] = [:]
     ) {
         self.capacity = capacity
         self.overflow = overflow
@@ -222,6 +228,23 @@ public struct TopicConfiguration: Hashable, Sendable, Codable {
         self.retryBackoff = retryBackoff
         self.retention = retention
         self.durability = durability
+        self.metadata = metadata
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case capacity, overflow, deadLetter, retryBackoff, retention, durability, metadata
+    }
+
+    /// Decodes a configuration; one stored before ``metadata`` existed has none.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        capacity = try container.decode(Int.self, forKey: .capacity)
+        overflow = try container.decode(OverflowPolicy.self, forKey: .overflow)
+        deadLetter = try container.decode(DeadLetterPolicy.self, forKey: .deadLetter)
+        retryBackoff = try container.decode(RetryBackoff.self, forKey: .retryBackoff)
+        retention = try container.decode(Retention.self, forKey: .retention)
+        durability = try container.decode(Durability.self, forKey: .durability)
+        metadata = try container.decodeIfPresent([String: String].self, forKey: .metadata) ?? [:]
     }
 
     func validate() throws(OpenQError) {
@@ -248,10 +271,23 @@ public struct TopicConfiguration: Hashable, Sendable, Codable {
         if let age = retention.age, age <= .zero {
             throw .invalidConfiguration("Retention age must be positive; it was \(age).")
         }
+        try Self.validate(metadata: metadata)
         if durability == .durable, retention.isEnabled {
             throw .invalidConfiguration(
                 "A durable topic cannot retain messages for replay yet (retention is in memory only); "
                     + "use Retention.none, or an in-memory topic.")
+        }
+    }
+}
+
+extension TopicConfiguration {
+    static func validate(metadata: [String: String]) throws(OpenQError) {
+        guard metadata.count <= 64 else {
+            throw .invalidConfiguration("A topic's metadata holds at most 64 pairs; it had \(metadata.count).")
+        }
+        for (key, value) in metadata where key.utf8.count > 256 || value.utf8.count > 256 {
+            throw .invalidConfiguration(
+                "A topic's metadata keys and values are at most 256 bytes; '\(key.prefix(40))' is longer.")
         }
     }
 }

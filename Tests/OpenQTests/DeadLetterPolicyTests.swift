@@ -201,3 +201,58 @@ struct DeadLetterPolicyDurableTests {
         _ = await queue.shutdown(gracePeriod: .zero)
     }
 }
+
+@Suite("Topic metadata")
+struct TopicMetadataTests {
+    @Test(arguments: Backend.allCases)
+    func metadataIsKeptWithTheTopic_andChangesWhileItRuns(_ backend: Backend) async throws {
+        let queue = try await backend.makeQueue()
+        let jobs = try await queue.createTopic(
+            "jobs", of: Int.self, configuration: backend.configure(.init(metadata: ["owner": "billing"])))
+        #expect(jobs.configuration.metadata == ["owner": "billing"])
+        try await queue.setMetadata(["owner": "search", "tier": "1"], of: "jobs")
+        #expect(jobs.configuration.metadata == ["owner": "search", "tier": "1"])
+        let tooMany = Dictionary(uniqueKeysWithValues: (0..<65).map { ("k\($0)", "v") })
+        await #expect(throws: OpenQError.self) { try await queue.setMetadata(tooMany, of: "jobs") }
+        await #expect(throws: OpenQError.self) {
+            try await queue.setMetadata(["k": String(repeating: "x", count: 257)], of: "jobs")
+        }
+        await #expect(throws: OpenQError.self) { try await queue.setMetadata([:], of: "missing") }
+        #expect(jobs.configuration.metadata == ["owner": "search", "tier": "1"], "a refused change changes nothing")
+        _ = await queue.shutdown(gracePeriod: .zero)
+    }
+
+    @Test func aDurableTopicsMetadata_isInTheStore_afterARestart() async throws {
+        let path = ScratchStores.path("metadata")
+        var queue = try await MessageQueue(
+            storage: .sqlite(path: path, durability: .processCrash), configuration: .init(metricsInterval: nil))
+        _ = try await queue.createTopic(
+            "jobs", of: Int.self, configuration: .init(durability: .durable, metadata: ["a": "1"]))
+        try await queue.setMetadata(["a": "2"], of: "jobs")
+        _ = await queue.shutdown(gracePeriod: .zero)
+
+        queue = try await MessageQueue(
+            storage: .sqlite(path: path, durability: .processCrash), configuration: .init(metricsInterval: nil))
+        let stored = try #require(try await queue.storedTopics().first { $0.name == "jobs" })
+        #expect(stored.configuration.metadata == ["a": "2"])
+        let reopened = try await queue.createTopic("jobs", of: Int.self, configuration: stored.configuration)
+        #expect(reopened.configuration.metadata == ["a": "2"])
+        _ = await queue.shutdown(gracePeriod: .zero)
+    }
+
+    @Test func aConfigurationStoredBeforeMetadataExisted_decodesWithNone() throws {
+        // What a store written before `metadata` (and `usesExistingTopic`) existed holds.
+        let current = TopicConfiguration(capacity: 10, deadLetter: .after(deliveries: 5), durability: .durable)
+        var object = try #require(
+            try JSONSerialization.jsonObject(with: JSONEncoder().encode(current)) as? [String: Any])
+        object["metadata"] = nil
+        var deadLetter = try #require(object["deadLetter"] as? [String: Any])
+        deadLetter["usesExistingTopic"] = nil
+        object["deadLetter"] = deadLetter
+        let old = try JSONSerialization.data(withJSONObject: object)
+        let decoded = try JSONDecoder().decode(TopicConfiguration.self, from: old)
+        #expect(decoded == current)
+        #expect(decoded.metadata.isEmpty)
+        #expect(!decoded.deadLetter.usesExistingTopic)
+    }
+}

@@ -204,8 +204,8 @@ struct TopicStateMachine {
     // MARK: State
 
     let topic: String
-    /// The topic's configuration; only its dead-letter policy changes after creation
-    /// (``setDeadLetterPolicy(_:)``).
+    /// The topic's configuration; only its dead-letter policy and metadata change after creation
+    /// (``setDeadLetterPolicy(_:)``, ``setMetadata(_:)``).
     var configuration: TopicConfiguration
     let epoch: Date
 
@@ -372,6 +372,12 @@ struct TopicStateMachine {
     /// already used more attempts than the new bound are dead-lettered at their next failure).
     mutating func setDeadLetterPolicy(_ policy: DeadLetterPolicy) {
         configuration.deadLetter = policy
+        if _slowPath(journal != nil) { journal!.entries.append(.topicConfigured(configuration)) }
+    }
+
+    /// Replaces the topic's metadata (OpenQ never reads it).
+    mutating func setMetadata(_ metadata: [String: String]) {
+        configuration.metadata = metadata
         if _slowPath(journal != nil) { journal!.entries.append(.topicConfigured(configuration)) }
     }
 

@@ -324,6 +324,16 @@ final class TopicStorage: Sendable {
         driver.cancel(self)
     }
 
+    /// Replaces the topic's metadata; a durable topic's is committed before this returns.
+    func setMetadata(_ metadata: [String: String]) async throws(OpenQError) {
+        let mark = journalMark
+        withState { state, _ in
+            state.setMetadata(metadata)
+            return ((), Effects())
+        }
+        if isDurable { try await syncJournal(since: mark) }
+    }
+
     // MARK: Dead letters
 
     /// Changes the dead-letter policy and where dead letters go, together under the topic's lock;
