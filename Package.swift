@@ -141,6 +141,7 @@ let package = Package(
             dependencies: [
                 "OpenQServer",
                 "OpenQ",
+                "OpenQSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -151,6 +152,7 @@ let package = Package(
             dependencies: [
                 "OpenQServer",
                 "OpenQ",
+                "OpenQSQLite",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

@@ -111,6 +111,39 @@ struct QueueAttributes: Equatable, Sendable {
         self = updated
     }
 
+    /// The attributes as a topic's metadata (`sqs.` and the attribute's name), with the queue's
+    /// creation and modification times: what a durable store keeps for a restart.
+    func metadata(created: Date, modified: Date) -> [String: String] {
+        var metadata: [String: String] = [:]
+        for (name, value) in values where name != "RedrivePolicy" && name != "SqsManagedSseEnabled" {
+            metadata["sqs.\(name)"] = value
+        }
+        metadata["sqs.CreatedTimestamp"] = String(Int(created.timeIntervalSince1970))
+        metadata["sqs.LastModifiedTimestamp"] = String(Int(modified.timeIntervalSince1970))
+        return metadata
+    }
+
+    /// SQS's defaults.
+    init() {}
+
+    /// Attributes read back from a topic's metadata (the redrive policy comes from its
+    /// dead-letter policy, the visibility timeout from its subscription).
+    init(metadata: [String: String]) {
+        self.init()
+        var values: [String: String] = [:]
+        for (key, value) in metadata where key.hasPrefix("sqs.") { values[String(key.dropFirst(4))] = value }
+        values["CreatedTimestamp"] = nil
+        values["LastModifiedTimestamp"] = nil
+        try? apply(values, creating: true)
+    }
+
+    static func timestamps(in metadata: [String: String]) -> (created: Date, modified: Date) {
+        func date(_ key: String) -> Date {
+            metadata[key].flatMap(TimeInterval.init).map(Date.init(timeIntervalSince1970:)) ?? Date()
+        }
+        return (date("sqs.CreatedTimestamp"), date("sqs.LastModifiedTimestamp"))
+    }
+
     /// Whether `CreateQueue` with these attributes names the queue as it is (SQS answers
     /// `QueueAlreadyExists` otherwise).
     func matches(_ requested: [String: String]) -> Bool {

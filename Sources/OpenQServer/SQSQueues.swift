@@ -33,6 +33,9 @@ actor SQSQueues {
 
     let broker: MessageQueue
     let logger: Logger
+    /// Whether queues are durable topics (the broker has a store): they survive a restart, and
+    /// ``restore()`` reopens them.
+    let durable: Bool
     private var queues: [String: Queue] = [:]
     private var receipts: [String: Receipt] = [:]
     /// The handle of each message's latest delivery, by queue and sequence number: a new receipt
@@ -53,9 +56,83 @@ actor SQSQueues {
         for poll in polls.values { poll.cancel() }
     }
 
-    init(broker: MessageQueue, logger: Logger) {
+    init(broker: MessageQueue, durable: Bool = false, logger: Logger) {
         self.broker = broker
+        self.durable = durable
         self.logger = logger
+    }
+
+    /// The configuration of a queue's topic: its attributes are its metadata, its redrive policy
+    /// its dead-letter policy.
+    private func configuration(
+        _ attributes: QueueAttributes, deadLetter: DeadLetterPolicy, created: Date, modified: Date
+    )
+        -> TopicConfiguration
+    {
+        TopicConfiguration(
+            capacity: QueueAttributes.capacity, overflow: .reject, deadLetter: deadLetter, retryBackoff: .immediate,
+            durability: durable ? .durable : .inMemory,
+            metadata: attributes.metadata(created: created, modified: modified))
+    }
+
+    /// Reopens the queues a durable broker's store holds (dead-letter queues before the queues
+    /// that name them), with their attributes, waiting and in-flight messages.
+    /// - Returns: how many queues were reopened.
+    func restore() async throws -> Int {
+        guard durable else { return 0 }
+        let typeName = String(reflecting: SQSMessage.self)
+        var pending = try await broker.storedTopics().filter { $0.payloadType == typeName }
+        var restored = 0
+        while !pending.isEmpty {
+            let ready = pending.filter { stored in
+                let policy = stored.configuration.deadLetter
+                guard policy.maxDeliveries != nil, policy.usesExistingTopic, let target = policy.topicName else {
+                    return true
+                }
+                return queues[target] != nil || !pending.contains { $0.name == target }
+            }
+            guard !ready.isEmpty else {
+                throw SQSServerError("The stored queues' dead-letter policies form a circle: \(pending.map(\.name))")
+            }
+            for stored in ready {
+                let configuration = stored.configuration
+                let topic: Topic<SQSMessage>
+                let subscription: Subscription<SQSMessage>
+                do {
+                    topic = try await broker.createTopic(stored.name, of: SQSMessage.self, configuration: configuration)
+                    if let existing = try? topic.existingSubscription(Self.subscriptionName) {
+                        subscription = existing
+                    } else {
+                        subscription = try await topic.subscription(
+                            Self.subscriptionName, acknowledgement: .manual(visibilityTimeout: .seconds(30)))
+                    }
+                } catch {
+                    // One queue that cannot be reopened must not keep the others down.
+                    logger.error(
+                        "Could not reopen a stored queue", metadata: ["queue": "\(stored.name)", "error": "\(error)"])
+                    continue
+                }
+                // The metadata holds every attribute (VisibilityTimeout 0 too, which the subscription
+                // keeps as 1 s: OpenQ's timeouts are positive; a receive with 0 releases at once).
+                var attributes = QueueAttributes(metadata: configuration.metadata)
+                if configuration.deadLetter.usesExistingTopic, let target = configuration.deadLetter.topicName,
+                    let count = configuration.deadLetter.maxDeliveries
+                {
+                    attributes.redrivePolicy = RedrivePolicy(
+                        maxReceiveCount: count, deadLetterTargetArn: Self.arn(of: target))
+                } else {
+                    attributes.redrivePolicy = nil
+                }
+                let (created, modified) = QueueAttributes.timestamps(in: configuration.metadata)
+                queues[stored.name] = Queue(
+                    topic: topic, subscription: subscription, attributes: attributes, createdAt: created,
+                    modifiedAt: modified)
+                restored += 1
+            }
+            pending.removeAll { stored in ready.contains { $0.name == stored.name } }
+        }
+        if restored > 0 { logger.info("Reopened stored queues", metadata: ["count": "\(restored)"]) }
+        return restored
     }
 
     // MARK: Names and URLs
@@ -104,17 +181,15 @@ actor SQSQueues {
             return name
         }
         let deadLetter = try deadLetterPolicy(for: name, attributes.redrivePolicy)
+        let now = Date()
         do {
             let topic = try await broker.createTopic(
                 name, of: SQSMessage.self,
-                configuration: TopicConfiguration(
-                    capacity: QueueAttributes.capacity, overflow: .reject, deadLetter: deadLetter,
-                    retryBackoff: .immediate))
+                configuration: configuration(attributes, deadLetter: deadLetter, created: now, modified: now))
             let subscription = try await topic.subscription(
                 Self.subscriptionName,
-                acknowledgement: .manual(visibilityTimeout: .seconds(attributes.visibilityTimeout)))
+                acknowledgement: .manual(visibilityTimeout: .seconds(max(1, attributes.visibilityTimeout))))
             if queues[name] == nil {
-                let now = Date()
                 queues[name] = Queue(
                     topic: topic, subscription: subscription, attributes: attributes, createdAt: now, modifiedAt: now)
             }
@@ -221,6 +296,7 @@ actor SQSQueues {
                 let policy = try deadLetterPolicy(for: name, attributes.redrivePolicy)
                 try await broker.setDeadLetterPolicy(policy, of: name)
             }
+            try await broker.setMetadata(attributes.metadata(created: queue.createdAt, modified: Date()), of: name)
         } catch let error as SQSError {
             throw error
         } catch {

@@ -37,9 +37,16 @@ public struct SQSServer: Service {
         /// The largest request body read, in bytes; a longer one is refused with 413 before it
         /// is read whole. Default 2 MiB (SQS's largest message is 1 MiB).
         public var maximumRequestBytes: Int
-        /// How long a connection may stay idle (no request in progress) before it is closed.
-        /// Default 60 s.
+        /// How long a connection may go without a complete request head, without the next part of
+        /// a body being read, or idle between requests, before it is closed: the header-read and
+        /// idle timeout. A client that trickles a header a byte at a time, or stalls in a body, is
+        /// closed after this long. Default 60 s.
         public var idleTimeout: Duration
+        /// Whether queues are durable topics on the broker's store: every message, attribute and
+        /// dead-letter policy survives a restart, and ``SQSServer/run()`` reopens the stored queues
+        /// before it accepts connections. Needs a broker opened on a store
+        /// (`MessageQueue(storage: .sqlite(path:))`). Default `false`: queues live in memory.
+        public var durableQueues: Bool
 
         /// A configuration; every parameter has the default described on its property.
         public init(
@@ -48,7 +55,8 @@ public struct SQSServer: Service {
             allowAnonymous: Bool = false,
             credentials: SQSCredentials? = nil,
             maximumRequestBytes: Int = 2 * 1_048_576,
-            idleTimeout: Duration = .seconds(60)
+            idleTimeout: Duration = .seconds(60),
+            durableQueues: Bool = false
         ) {
             self.host = host
             self.port = port
@@ -56,6 +64,7 @@ public struct SQSServer: Service {
             self.credentials = credentials
             self.maximumRequestBytes = maximumRequestBytes
             self.idleTimeout = idleTimeout
+            self.durableQueues = durableQueues
         }
     }
 
@@ -78,7 +87,7 @@ public struct SQSServer: Service {
     ) {
         self.configuration = configuration
         self.logger = logger
-        self.queues = SQSQueues(broker: queue, logger: logger)
+        self.queues = SQSQueues(broker: queue, durable: configuration.durableQueues, logger: logger)
         self.onListening = onListening
     }
 
@@ -102,6 +111,10 @@ public struct SQSServer: Service {
                 "openq-server needs credentials (--credentials FILE) to check who is calling, or "
                     + "--allow-anonymous for local development.")
         }
+        let reopened = try await queues.restore()
+        if configuration.durableQueues {
+            logger.info("Durable queues", metadata: ["reopened": "\(reopened)"])
+        }
         let actions = SQSActions(queues: queues)
         let router = Router()
         let configuration = self.configuration
@@ -122,7 +135,8 @@ public struct SQSServer: Service {
             router: router,
             server: .http1(
                 configuration: .init(
-                    idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000))),
+                    idleTimeout: .nanoseconds(
+                        Int64(configuration.idleTimeout / .nanoseconds(1))))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger
@@ -145,13 +159,8 @@ public struct SQSServer: Service {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maximumRequestBytes {
             reply = SQSActions.reply(Self.tooLarge(configuration))
         } else {
-            var collected: [UInt8]?
-            do {
-                collected = Array(buffer: try await request.body.collect(upTo: configuration.maximumRequestBytes))
-            } catch {
-                collected = nil
-            }
-            if let body = collected {
+            let collected = await Self.collect(request.body, configuration: configuration)
+            if case .success(let body) = collected {
                 let authority = request.head.authority ?? "\(configuration.host):\(configuration.port)"
                 do {
                     var caller: SQSActions.Caller?
@@ -164,12 +173,16 @@ public struct SQSServer: Service {
                 } catch {
                     reply = SQSActions.reply(error)
                 }
+            } else if case .failure(let error) = collected {
+                reply = SQSActions.reply(error)
             } else {
                 reply = SQSActions.reply(Self.tooLarge(configuration))
             }
         }
         var headers: HTTPFields = [.contentType: "application/x-amz-json-1.0"]
         if let queryError = reply.queryError { headers[HTTPField.Name("x-amzn-query-error")!] = queryError }
+        // After a body that was too large, the rest of it is not read: close.
+        if reply.status == 413 { headers[.connection] = "close" }
         headers[HTTPField.Name("x-amzn-RequestId")!] = UUID().uuidString
         logger.info(
             "request",
@@ -180,6 +193,16 @@ public struct SQSServer: Service {
             ])
         return Response(
             status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+    }
+
+    /// Reads a body within the size limit (in this task: the body's sequence allows one reader,
+    /// and the server drains what is left after the reply).
+    static func collect(_ body: RequestBody, configuration: Configuration) async -> Result<[UInt8], SQSError> {
+        do {
+            return .success(Array(buffer: try await body.collect(upTo: configuration.maximumRequestBytes)))
+        } catch {
+            return .failure(tooLarge(configuration))
+        }
     }
 
     /// What SigV4 verification needs of a request (the `Host` header is HTTP's authority).

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import OpenQ
+import OpenQSQLite
 import OpenQServer
 import ServiceLifecycle
 
@@ -11,8 +12,10 @@ struct OpenQServerCommand: AsyncParsableCommand {
         commandName: "openq-server",
         abstract: "OpenQ over HTTP with the Amazon SQS API (AWS JSON 1.0), for boto3, the AWS CLI and the AWS SDKs.",
         discussion: """
-            Queues live in this process's memory: they are gone when it stops (a durable --data store is \
-            not wired in yet). Each queue is an OpenQ topic of SQSMessage with one subscription.
+            Without --data, queues live in this process's memory and are gone when it stops. With --data PATH \
+            every queue is a durable topic in that SQLite file (messages, attributes, dead-letter policies), \
+            committed before each call returns, and reopened at the next start. Each queue is an OpenQ topic \
+            of SQSMessage with one subscription.
 
             Every request must be signed (AWS Signature Version 4) with a key of the credentials file, and \
             the key must have the permission for the action and the queue:
@@ -30,6 +33,9 @@ struct OpenQServerCommand: AsyncParsableCommand {
 
     @Option(help: "The port to bind (0: any free port, printed at start).")
     var port = 9324
+
+    @Option(help: "Keep every queue in this SQLite file (created when missing) and reopen them at start.")
+    var data: String?
 
     @Option(help: "The credentials file (JSON): access keys, secrets and permissions.")
     var credentials: String?
@@ -56,12 +62,20 @@ struct OpenQServerCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "openq-server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let queue = MessageQueue(
-            configuration: .init(metricsInterval: nil, shutdownGracePeriod: .seconds(gracePeriod)), logger: logger)
+        let brokerConfiguration = MessageQueue.Configuration(
+            metricsInterval: nil, shutdownGracePeriod: .seconds(gracePeriod))
+        let queue: MessageQueue
+        if let data {
+            queue = try await MessageQueue(
+                storage: .sqlite(path: data), configuration: brokerConfiguration, logger: logger)
+        } else {
+            queue = MessageQueue(configuration: brokerConfiguration, logger: logger)
+        }
         let keys = try credentials.map { try SQSCredentials(contentsOf: $0) }
         let server = SQSServer(
             queue: queue,
-            configuration: .init(host: host, port: port, allowAnonymous: allowAnonymous, credentials: keys),
+            configuration: .init(
+                host: host, port: port, allowAnonymous: allowAnonymous, credentials: keys, durableQueues: data != nil),
             logger: logger,
             onListening: { port in
                 // One line on stdout, for scripts that started the server on port 0.

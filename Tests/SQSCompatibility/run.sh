@@ -22,9 +22,10 @@ trap cleanup EXIT
 export AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
 export AWS_DEFAULT_REGION=us-east-1
 
-# Starts openq-server on a free port; sets $server_pid and $server_port.
+# Starts openq-server on a free port (with any extra options given); sets $server_pid and $server_port.
 start_server() {
-    "$server_binary" --port 0 --credentials "$PWD/credentials.json" --log-level warning > "$logs/server.out" 2> "$logs/server.err" &
+    : > "$logs/server.out"
+    "$server_binary" --port 0 --credentials "$PWD/credentials.json" --log-level warning "$@" > "$logs/server.out" 2> "$logs/server.err" &
     server_pid=$!
     pids+=("$server_pid")
     for _ in $(seq 1 100); do
@@ -83,6 +84,29 @@ if kill -0 "$server_pid" 2> /dev/null; then echo "openq-server did not stop afte
 wait "$server_pid" && status=0 || status=$?
 [ "$status" -eq 0 ] || { echo "openq-server exited with $status after SIGTERM"; cat "$logs/server.err"; exit 1; }
 echo "openq-server stopped cleanly"
+
+echo "== --data: queues, attributes and messages survive a restart"
+start_server --data "$logs/queues.sqlite"
+python3 - "http://127.0.0.1:$server_port" <<'PY'
+import sys, boto3
+sqs = boto3.client("sqs", endpoint_url=sys.argv[1])
+url = sqs.create_queue(QueueName="kept", Attributes={"VisibilityTimeout": "40"})["QueueUrl"]
+sqs.send_message(QueueUrl=url, MessageBody="survives")
+sqs.send_message(QueueUrl=url, MessageBody="in flight")
+assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"][0]["Body"] == "survives"
+PY
+kill -TERM "$server_pid"; wait "$server_pid"
+start_server --data "$logs/queues.sqlite"
+python3 - "http://127.0.0.1:$server_port" <<'PY'
+import sys, boto3
+sqs = boto3.client("sqs", endpoint_url=sys.argv[1])
+url = sqs.get_queue_url(QueueName="kept")["QueueUrl"]
+assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"] == {"VisibilityTimeout": "40"}
+bodies = sorted(m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []))
+assert bodies == ["in flight", "survives"], bodies
+print("after a restart:", bodies)
+PY
+kill -TERM "$server_pid"; wait "$server_pid"
 
 echo "== the same boto3 suite against moto_server (the reference)"
 moto_port=$(free_port)
