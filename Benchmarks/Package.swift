@@ -15,6 +15,8 @@ let package = Package(
         // The raw-SQLite peer of the durable rows.
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The SQS load client signs with SigV4.
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .executableTarget(
@@ -38,6 +40,17 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
             path: "Sources/openq-compare"
+        ),
+        // The SQS load client: openq-server and moto_server under the same load (sqs-load.sh).
+        .executableTarget(
+            name: "openq-sqs-load",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Sources/openq-sqs-load"
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -156,6 +156,7 @@ public struct SQSServer: Service {
         let started = ContinuousClock.now
         let target = request.headers[HTTPField.Name("X-Amz-Target")!]
         let reply: SQSActions.Reply
+        var accessKey: String?
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maximumRequestBytes {
             reply = SQSActions.reply(Self.tooLarge(configuration))
         } else {
@@ -167,6 +168,7 @@ public struct SQSServer: Service {
                     if !configuration.allowAnonymous, let verifier, let credentials = configuration.credentials {
                         let accessKeyId = try verifier.verify(Self.signed(request, authority: authority, body: body))
                         caller = SQSActions.Caller(accessKeyId: accessKeyId, credentials: credentials)
+                        accessKey = accessKeyId
                     }
                     reply = await actions.handle(
                         target: target, body: body, baseURL: "http://\(authority)", caller: caller)
@@ -184,12 +186,13 @@ public struct SQSServer: Service {
         // After a body that was too large, the rest of it is not read: close.
         if reply.status == 413 { headers[.connection] = "close" }
         headers[HTTPField.Name("x-amzn-RequestId")!] = UUID().uuidString
+        // The access log: one structured line per request.
         logger.info(
             "request",
             metadata: [
-                "action": "\(target ?? "-")", "status": "\(reply.status)",
-                "duration_ms":
-                    "\((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000 + (ContinuousClock.now - started).components.seconds * 1000)",
+                "action": "\(target.map { $0.hasPrefix("AmazonSQS.") ? String($0.dropFirst(10)) : $0 } ?? "-")",
+                "status": "\(reply.status)", "key": "\(accessKey ?? "-")",
+                "duration_us": "\(Int((ContinuousClock.now - started) / .microseconds(1)))",
             ])
         return Response(
             status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))

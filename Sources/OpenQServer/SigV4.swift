@@ -136,12 +136,31 @@ struct SigV4Verifier: Sendable {
         return (credential, signedHeaders, signature)
     }
 
+    /// `yyyyMMdd'T'HHmmss'Z'`, parsed by hand: a `DateFormatter` per request cost more than the
+    /// signature's hashing (ICU).
     static func parseDate(_ value: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return value.count == 16 ? formatter.date(from: value) : nil
+        let bytes = Array(value.utf8)
+        guard bytes.count == 16, bytes[8] == UInt8(ascii: "T"), bytes[15] == UInt8(ascii: "Z") else { return nil }
+        func number(_ range: Range<Int>) -> Int? {
+            var result = 0
+            for byte in bytes[range] {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                result = result * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return result
+        }
+        guard let year = number(0..<4), let month = number(4..<6), let day = number(6..<8),
+            let hour = number(9..<11), let minute = number(11..<13), let second = number(13..<15),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        // Days from the civil date (Howard Hinnant's algorithm), in UTC.
+        let shiftedYear = month <= 2 ? year - 1 : year
+        let era = (shiftedYear >= 0 ? shiftedYear : shiftedYear - 399) / 400
+        let yearOfEra = shiftedYear - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        return Date(timeIntervalSince1970: TimeInterval(days * 86_400 + hour * 3_600 + minute * 60 + second))
     }
 
     static func signature(secret: String, day: String, region: String, service: String, stringToSign: String) -> String
@@ -190,14 +209,14 @@ struct SigV4Verifier: Sendable {
                 UInt8(ascii: "~"):
                 encoded.append(Character(UnicodeScalar(byte)))
             default:
-                encoded += String(format: "%%%02X", byte)
+                encoded += "%" + Hex.lowercase([byte]).uppercased()
             }
         }
         return encoded
     }
 
     static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        Hex.lowercase(bytes)
     }
 
     /// Compares every byte whatever the first difference, so the time taken tells nothing.

@@ -130,3 +130,22 @@ struct SigV4Tests {
         }
     }
 }
+
+@Suite("SigV4 dates and hex")
+struct SigV4DateTests {
+    @Test func amzDates_parseAsUTC_andBadOnesDoNot() {
+        #expect(SigV4Verifier.parseDate("20261129T120000Z") == Date(timeIntervalSince1970: 1_795_953_600))
+        #expect(SigV4Verifier.parseDate("20000229T235959Z") == Date(timeIntervalSince1970: 951_868_799))
+        #expect(SigV4Verifier.parseDate("19700101T000000Z") == Date(timeIntervalSince1970: 0))
+        for bad in [
+            "", "20261129T120000", "20261329T120000Z", "2026112xT120000Z", "20261129 120000Z", "20261129T250000Z",
+        ] {
+            #expect(SigV4Verifier.parseDate(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func hex_isLowercase_andURIEncodingUppercase() {
+        #expect(Hex.lowercase([0x00, 0x0F, 0xA0, 0xFF]) == "000fa0ff")
+        #expect(SigV4Verifier.encode("a b/é~") == "a%20b%2F%C3%A9~")
+    }
+}

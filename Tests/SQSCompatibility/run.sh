@@ -4,7 +4,7 @@
 #      Signature Version 4 and permissions against credentials.json,
 #   2. the same suite against moto_server, the reference for SQS semantics (its known differences
 #      are listed in test_sqs.py's MOTO_DIFFERS and skipped only there),
-#   3. a few AWS CLI calls against openq-server,
+#   3. a few AWS CLI calls and a bounded load test (load_test.py) against openq-server,
 #   4. a graceful shutdown: SIGTERM during a 20 s long poll ends the poll and the server at once.
 # Usage: Tests/SQSCompatibility/run.sh PATH-TO-openq-server
 # Needs python3 with boto3, awscli and moto[server] (.ci/run installs them).
@@ -51,6 +51,9 @@ body=$(aws --endpoint-url "$endpoint" sqs receive-message --queue-url "$url" --q
 aws --endpoint-url "$endpoint" sqs list-queues --query 'QueueUrls' --output text | grep -q cli-queue
 aws --endpoint-url "$endpoint" sqs delete-queue --queue-url "$url"
 echo "AWS CLI: create, send, receive, list, delete ok"
+
+echo "== load: concurrent clients sending, receiving and deleting (bounded)"
+timeout 180 python3 load_test.py "$endpoint" "$server_pid"
 
 echo "== graceful shutdown: SIGTERM during a long poll"
 python3 - "$endpoint" "$server_pid" <<'PY'
