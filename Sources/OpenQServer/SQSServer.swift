@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import OpenQ
+import Prometheus
 import ServiceLifecycle
 
 /// OpenQ over HTTP with the Amazon SQS API (AWS JSON 1.0 protocol), so that boto3, the AWS CLI
@@ -42,6 +43,9 @@ public struct SQSServer: Service {
         /// idle timeout. A client that trickles a header a byte at a time, or stalls in a body, is
         /// closed after this long. Default 60 s.
         public var idleTimeout: Duration
+        /// `GET /metrics` in the Prometheus text format, and who may read it; `nil` (the default)
+        /// serves no metrics.
+        public var metrics: SQSMetrics?
         /// Whether queues are durable topics on the broker's store: every message, attribute and
         /// dead-letter policy survives a restart, and ``SQSServer/run()`` reopens the stored queues
         /// before it accepts connections. Needs a broker opened on a store
@@ -56,6 +60,7 @@ public struct SQSServer: Service {
             credentials: SQSCredentials? = nil,
             maximumRequestBytes: Int = 2 * 1_048_576,
             idleTimeout: Duration = .seconds(60),
+            metrics: SQSMetrics? = nil,
             durableQueues: Bool = false
         ) {
             self.host = host
@@ -65,6 +70,7 @@ public struct SQSServer: Service {
             self.maximumRequestBytes = maximumRequestBytes
             self.idleTimeout = idleTimeout
             self.durableQueues = durableQueues
+            self.metrics = metrics
         }
     }
 
@@ -126,9 +132,18 @@ public struct SQSServer: Service {
         let verifier = configuration.credentials.map { credentials in
             SigV4Verifier { credentials.secret(of: $0) }
         }
+        let serverMetrics = configuration.metrics.map {
+            ServerMetrics(factory: PrometheusMetricsFactory(registry: $0.registry))
+        }
         router.post("/") { request, _ in
             try await Self.serve(
-                request, actions: actions, verifier: verifier, configuration: configuration, logger: logger)
+                request, actions: actions, verifier: verifier, configuration: configuration, logger: logger,
+                metrics: serverMetrics)
+        }
+        if let metrics = configuration.metrics {
+            router.get("/metrics") { request, _ in
+                Self.metrics(request, metrics: metrics, verifier: verifier, configuration: configuration)
+            }
         }
         let onListening = self.onListening
         let app = Application(
@@ -151,7 +166,7 @@ public struct SQSServer: Service {
 
     static func serve(
         _ request: Request, actions: SQSActions, verifier: SigV4Verifier?, configuration: Configuration,
-        logger: Logger
+        logger: Logger, metrics: ServerMetrics? = nil
     ) async throws -> Response {
         let started = ContinuousClock.now
         let target = request.headers[HTTPField.Name("X-Amz-Target")!]
@@ -186,6 +201,9 @@ public struct SQSServer: Service {
         // After a body that was too large, the rest of it is not read: close.
         if reply.status == 413 { headers[.connection] = "close" }
         headers[HTTPField.Name("x-amzn-RequestId")!] = UUID().uuidString
+        metrics?.record(
+            action: target.map { $0.hasPrefix("AmazonSQS.") ? String($0.dropFirst(10)) : "unknown" } ?? "none",
+            status: reply.status, duration: ContinuousClock.now - started)
         // The access log: one structured line per request.
         logger.info(
             "request",
@@ -206,6 +224,35 @@ public struct SQSServer: Service {
         } catch {
             return .failure(tooLarge(configuration))
         }
+    }
+
+    /// `GET /metrics`: the registry in the Prometheus text format, for anyone when the metrics are
+    /// public or the server anonymous, otherwise for a signed request of an admin of every queue.
+    static func metrics(
+        _ request: Request, metrics: SQSMetrics, verifier: SigV4Verifier?, configuration: Configuration
+    ) -> Response {
+        if !metrics.isPublic, !configuration.allowAnonymous {
+            let authority = request.head.authority ?? "\(configuration.host):\(configuration.port)"
+            do {
+                guard let verifier, let credentials = configuration.credentials else {
+                    throw SigV4Verifier.denied("MissingAuthenticationToken", "Request is missing Authentication Token")
+                }
+                let key = try verifier.verify(signed(request, authority: authority, body: []))
+                guard credentials.allows(key, "GetMetrics", queue: "") else {
+                    throw SQSError.accessDenied("GET /metrics", queue: nil)
+                }
+            } catch {
+                let reply = SQSActions.reply(SQSQueues.mapped(error))
+                var headers: HTTPFields = [.contentType: "application/x-amz-json-1.0"]
+                if let queryError = reply.queryError { headers[HTTPField.Name("x-amzn-query-error")!] = queryError }
+                return Response(
+                    status: .init(code: reply.status), headers: headers,
+                    body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+            }
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
     }
 
     /// What SigV4 verification needs of a request (the `Host` header is HTTP's authority).

@@ -4,6 +4,7 @@ import Logging
 import OpenQ
 import OpenQSQLite
 import OpenQServer
+import Prometheus
 import ServiceLifecycle
 
 @main
@@ -43,6 +44,9 @@ struct OpenQServerCommand: AsyncParsableCommand {
     @Flag(help: "Accept unsigned requests: every caller may do everything. Local development only.")
     var allowAnonymous = false
 
+    @Flag(help: "Serve GET /metrics to anyone (default: to requests signed by an admin of every queue).")
+    var publicMetrics = false
+
     @Option(help: "Seconds the broker gives consumers to settle at shutdown.")
     var gracePeriod = 5
 
@@ -62,8 +66,11 @@ struct OpenQServerCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "openq-server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        // One registry for the broker's metrics (exported every 5 s) and the server's: GET /metrics.
+        let registry = PrometheusCollectorRegistry()
         let brokerConfiguration = MessageQueue.Configuration(
-            metricsInterval: nil, shutdownGracePeriod: .seconds(gracePeriod))
+            metricsInterval: .seconds(5), metricsFactory: PrometheusMetricsFactory(registry: registry),
+            shutdownGracePeriod: .seconds(gracePeriod))
         let queue: MessageQueue
         if let data {
             queue = try await MessageQueue(
@@ -75,7 +82,8 @@ struct OpenQServerCommand: AsyncParsableCommand {
         let server = SQSServer(
             queue: queue,
             configuration: .init(
-                host: host, port: port, allowAnonymous: allowAnonymous, credentials: keys, durableQueues: data != nil),
+                host: host, port: port, allowAnonymous: allowAnonymous, credentials: keys,
+                metrics: SQSMetrics(registry: registry, isPublic: publicMetrics), durableQueues: data != nil),
             logger: logger,
             onListening: { port in
                 // One line on stdout, for scripts that started the server on port 0.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OpenQ
+import Prometheus
 import ServiceLifecycle
 import Testing
 
@@ -58,6 +59,41 @@ struct SQSServerTests {
             #expect(error.contains("com.amazonaws.sqs#QueueDoesNotExist"))
             let queryError = headers.first { ($0.key as? String)?.lowercased() == "x-amzn-query-error" }?.value
             #expect(queryError as? String == "AWS.SimpleQueueService.NonExistentQueue;Sender")
+        }
+    }
+
+    @Test func metrics_arePrometheusText_andNeedAnAdminUnlessPublic() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let credentials = SQSCredentials(credentials: [
+            .init(accessKeyId: "admin", secretAccessKey: "s", permissions: [.init(queuePrefix: "", actions: [.admin])])
+        ])
+        for isPublic in [false, true] {
+            let queue = MessageQueue(configuration: .init(metricsInterval: nil, shutdownGracePeriod: .zero))
+            let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+            let server = SQSServer(
+                queue: queue,
+                configuration: .init(
+                    port: 0, credentials: credentials, metrics: SQSMetrics(registry: registry, isPublic: isPublic)),
+                logger: Logger(label: "test"), onListening: { continuation.yield($0) })
+            let group = ServiceGroup(services: [queue, server], logger: Logger(label: "test"))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                var iterator = ports.makeAsyncIterator()
+                let port = try #require(await iterator.next())
+                let base = URL(string: "http://127.0.0.1:\(port)")!
+                _ = try await post(base, "ListQueues", "{}")  // unsigned: 403, counted
+                let (data, response) = try await URLSession.shared.data(from: base.appendingPathComponent("metrics"))
+                let status = (response as? HTTPURLResponse)?.statusCode
+                if isPublic {
+                    #expect(status == 200)
+                    let text = String(decoding: data, as: UTF8.self)
+                    #expect(text.contains(#"openq_server_requests_total{action="ListQueues",status="403"}"#), "\(text)")
+                } else {
+                    #expect(status == 403, "unsigned GET /metrics")
+                }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
         }
     }
 

@@ -52,6 +52,16 @@ aws --endpoint-url "$endpoint" sqs list-queues --query 'QueueUrls' --output text
 aws --endpoint-url "$endpoint" sqs delete-queue --queue-url "$url"
 echo "AWS CLI: create, send, receive, list, delete ok"
 
+echo "== GET /metrics: Prometheus text for an admin key's signed request (curl --aws-sigv4), 403 otherwise"
+metrics=$(curl -sf --aws-sigv4 "aws:amz:us-east-1:sqs" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$endpoint/metrics")
+echo "$metrics" | grep -q '^openq_server_requests_total{.*action="SendMessage"' || { echo "no request counter in /metrics"; exit 1; }
+echo "$metrics" | grep -q '^# TYPE openq_server_request_duration_seconds histogram' || { echo "no duration histogram in /metrics"; exit 1; }
+status=$(curl -s -o /dev/null -w '%{http_code}' "$endpoint/metrics")
+[ "$status" = 403 ] || { echo "unsigned GET /metrics answered $status"; exit 1; }
+status=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:sqs" --user "AKIDSENDER:sender-secret-0123456789" "$endpoint/metrics")
+[ "$status" = 403 ] || { echo "GET /metrics by a sender key answered $status"; exit 1; }
+echo "metrics: $(echo "$metrics" | grep -c '^openq_') openq_ samples for the admin key; 403 unsigned and for a sender key"
+
 echo "== load: concurrent clients sending, receiving and deleting (bounded)"
 timeout 180 python3 load_test.py "$endpoint" "$server_pid"
 
