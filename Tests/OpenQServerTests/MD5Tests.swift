@@ -27,3 +27,38 @@ struct MD5Tests {
         #expect(SQSMessageAttribute.md5(of: mixed) == "684746d6d8257087d932fb31374a1970")
     }
 }
+
+@Suite("Hand-written encoders")
+struct EncoderTests {
+    @Test func replies_areJSONThatFoundationReadsBack() throws {
+        let object: [String: Any] = [
+            "QueueUrl": "http://h/000000000000/q", "quote\"back\\slash": "line\nbreak\ttab\u{1}ctl é 😀",
+            "Count": 42, "Negative": -7, "Flag": true, "Off": false, "List": ["a", "b"],
+            "Nested": [["Id": "1", "SenderFault": true]], "Map": ["k": "v"], "Empty": [String](),
+        ]
+        let bytes = SQSResponse.encode(object)
+        let decoded = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+        #expect(decoded["QueueUrl"] as? String == "http://h/000000000000/q")
+        #expect(decoded["quote\"back\\slash"] as? String == "line\nbreak\ttab\u{1}ctl é 😀")
+        #expect(decoded["Count"] as? Int == 42)
+        #expect(decoded["Negative"] as? Int == -7)
+        #expect(decoded["Flag"] as? Bool == true)
+        #expect(decoded["Off"] as? Bool == false)
+        #expect(decoded["List"] as? [String] == ["a", "b"])
+        #expect((decoded["Nested"] as? [[String: Any]])?.first?["Id"] as? String == "1")
+        #expect(decoded["Map"] as? [String: String] == ["k": "v"])
+        #expect((decoded["Empty"] as? [Any])?.isEmpty == true)
+    }
+
+    @Test func base64url_matchesFoundation_withoutPadding() {
+        var random = SystemRandomNumberGenerator()
+        for length in 0..<40 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            let expected = Data(bytes).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+            #expect(ReceiptSigner.base64url(bytes) == expected, "\(bytes)")
+            #expect(ReceiptSigner.decode(ReceiptSigner.base64url(bytes)) == (length == 0 ? [] : bytes))
+        }
+    }
+}
