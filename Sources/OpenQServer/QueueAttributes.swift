@@ -16,12 +16,13 @@ struct RedrivePolicy: Equatable, Sendable {
 
     /// Parses the JSON SQS clients send (`maxReceiveCount` as a number or a string).
     init(json: String) throws(SQSError) {
-        guard let data = json.data(using: .utf8),
-            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        else { throw .invalidAttributeValue("RedrivePolicy", "Redrive policy is not a valid JSON map.") }
+        guard let object = (try? JSONReader.parse(Array(json.utf8))) as? [String: Any] else {
+            throw .invalidAttributeValue("RedrivePolicy", "Redrive policy is not a valid JSON map.")
+        }
         let count: Int? =
             switch object["maxReceiveCount"] {
-            case let number as NSNumber: Int(exactly: number.doubleValue)
+            case let number as Int: number
+            case let number as Double: Int(exactly: number)
             case let string as String: Int(string)
             default: nil
             }

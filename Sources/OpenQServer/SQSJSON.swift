@@ -14,7 +14,7 @@ struct SQSRequest {
         }
         let object: Any
         do {
-            object = try JSONSerialization.jsonObject(with: Data(body), options: [])
+            object = try JSONReader.parse(body)
         } catch {
             throw .serialization("The request body is not valid JSON.")
         }
@@ -33,7 +33,7 @@ struct SQSRequest {
     }
 
     func string(_ name: String) throws(SQSError) -> String? {
-        guard let value = fields[name], !(value is NSNull) else { return nil }
+        guard let value = fields[name], !(value is JSONReader.JSONNull) else { return nil }
         guard let string = value as? String else { throw typeError(name, "a string") }
         return string
     }
@@ -44,16 +44,22 @@ struct SQSRequest {
     }
 
     func int(_ name: String) throws(SQSError) -> Int? {
-        guard let value = fields[name], !(value is NSNull) else { return nil }
-        // Refuse booleans (which Darwin's JSONSerialization also gives as NSNumber) and fractions.
-        guard !isBoolean(value), let number = value as? NSNumber, let int = Int(exactly: number.doubleValue) else {
+        guard let value = fields[name], !(value is JSONReader.JSONNull) else { return nil }
+        // The reader gives integers as Int and other numbers as Double; booleans and fractions are
+        // refused.
+        switch value {
+        case let int as Int:
+            return int
+        case let double as Double:
+            guard let int = Int(exactly: double) else { throw typeError(name, "an integer") }
+            return int
+        default:
             throw typeError(name, "an integer")
         }
-        return int
     }
 
     func stringList(_ name: String) throws(SQSError) -> [String]? {
-        guard let value = fields[name], !(value is NSNull) else { return nil }
+        guard let value = fields[name], !(value is JSONReader.JSONNull) else { return nil }
         guard let list = value as? [Any], let strings = list as? [String] else {
             throw typeError(name, "a list of strings")
         }
@@ -61,7 +67,7 @@ struct SQSRequest {
     }
 
     func stringMap(_ name: String) throws(SQSError) -> [String: String]? {
-        guard let value = fields[name], !(value is NSNull) else { return nil }
+        guard let value = fields[name], !(value is JSONReader.JSONNull) else { return nil }
         guard let map = value as? [String: Any] else { throw typeError(name, "a map of strings") }
         var result: [String: String] = [:]
         for (key, entry) in map {
@@ -72,7 +78,7 @@ struct SQSRequest {
     }
 
     func objectList(_ name: String) throws(SQSError) -> [SQSRequest]? {
-        guard let value = fields[name], !(value is NSNull) else { return nil }
+        guard let value = fields[name], !(value is JSONReader.JSONNull) else { return nil }
         guard let list = value as? [Any] else { throw typeError(name, "a list of objects") }
         var result: [SQSRequest] = []
         for entry in list {
@@ -84,7 +90,7 @@ struct SQSRequest {
 
     /// `MessageAttributes`: name → `{DataType, StringValue | BinaryValue (base64)}`.
     func messageAttributes(_ name: String) throws(SQSError) -> [String: SQSMessageAttribute] {
-        guard let value = fields[name], !(value is NSNull) else { return [:] }
+        guard let value = fields[name], !(value is JSONReader.JSONNull) else { return [:] }
         guard let map = value as? [String: Any] else { throw typeError(name, "a map of message attributes") }
         var result: [String: SQSMessageAttribute] = [:]
         for (key, entry) in map {
@@ -106,13 +112,6 @@ struct SQSRequest {
         }
         return result
     }
-}
-
-/// Whether a parsed JSON value is `true` or `false`: JSONSerialization gives both booleans and
-/// numbers as `NSNumber` (and `1 is Bool` holds through bridging); a boolean's type code is `c`.
-private func isBoolean(_ value: Any) -> Bool {
-    guard let number = value as? NSNumber else { return false }
-    return String(cString: number.objCType) == "c"
 }
 
 /// Encodes a response body.

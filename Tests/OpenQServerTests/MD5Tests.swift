@@ -62,3 +62,39 @@ struct EncoderTests {
         }
     }
 }
+
+@Suite("The JSON reader")
+struct JSONReaderTests {
+    @Test func itReadsWhatFoundationReads() throws {
+        let text = #"""
+            {"a": "x\"y\\z\/\b\f\n\r\t\u00e9\ud83d\ude00", "n": 42, "neg": -7, "f": 1.5, "e": 1e3, "t": true,
+             "nul": null, "arr": [1, "two", [3], {"k": false}], "obj": {"inner": {"deep": []}}, "empty": {}}
+            """#
+        let ours = try #require(try JSONReader.parse(Array(text.utf8)) as? [String: Any])
+        #expect(ours["a"] as? String == "x\"y\\z/\u{8}\u{c}\n\r\té😀")
+        #expect(ours["n"] as? Int == 42)
+        #expect(ours["neg"] as? Int == -7)
+        #expect(ours["f"] as? Double == 1.5)
+        #expect(ours["e"] as? Double == 1000)
+        #expect(ours["t"] as? Bool == true)
+        #expect(ours["nul"] is JSONReader.JSONNull)
+        let array = try #require(ours["arr"] as? [Any])
+        #expect(array.count == 4)
+        #expect(array[1] as? String == "two")
+        #expect(((array[3] as? [String: Any])?["k"]) as? Bool == false)
+        #expect((((ours["obj"] as? [String: Any])?["inner"] as? [String: Any])?["deep"] as? [Any])?.isEmpty == true)
+        #expect((ours["empty"] as? [String: Any])?.isEmpty == true)
+    }
+
+    @Test func malformedInput_isAnError_neverACrash() {
+        let bad = [
+            "", "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "[1,]", "01", "-", "1.", "1e", "tru", "nul", "\"abc",
+            "\"\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\ud800\\u0041\"", "{} {}", "\"a\u{1}b\"",
+            "[" + String(repeating: "[", count: 100) + "]",
+        ]
+        for text in bad {
+            #expect(throws: JSONReader.Malformed.self, "\(text)") { try JSONReader.parse(Array(text.utf8)) }
+        }
+        #expect(throws: JSONReader.Malformed.self) { try JSONReader.parse([0x22, 0xFF, 0xFE, 0x22]) }  // invalid UTF-8
+    }
+}
