@@ -173,6 +173,7 @@ if Context.environment["OPENQ_CORE_ONLY"] != nil {
     package.products.removeAll { server.contains($0.name) }
     package.dependencies.removeAll { dependency in
         guard case .sourceControl(_, let location, _) = dependency.kind else { return false }
-        return ["hummingbird", "swift-crypto", "swift-http-types", "swift-prometheus"].contains { location.contains($0) }
+        let serverOnly = ["hummingbird", "swift-crypto", "swift-http-types", "swift-prometheus"]
+        return serverOnly.contains { location.contains($0) }
     }
 }

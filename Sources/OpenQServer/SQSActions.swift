@@ -224,13 +224,16 @@ struct SQSActions: Sendable {
                 result["Id"] = id
                 successful.append(result)
             } catch {
-                let error = SQSQueues.mapped(error)
-                failed.append([
-                    "Id": id, "SenderFault": error.senderFault, "Code": error.batchCode, "Message": error.message,
-                ])
+                failed.append(Self.failure(id, error))
             }
         }
         return ["Successful": successful, "Failed": failed]
+    }
+
+    /// A batch entry's `Failed` element.
+    private static func failure(_ id: String, _ error: any Error) -> [String: Any] {
+        let error = SQSQueues.mapped(error)
+        return ["Id": id, "SenderFault": error.senderFault, "Code": error.batchCode, "Message": error.message]
     }
 
     private func sendBatch(_ request: SQSRequest) async throws -> [String: Any] {
@@ -270,10 +273,7 @@ struct SQSActions: Sendable {
                 reply["Id"] = id
                 successful.append(reply)
             } catch {
-                let error = SQSQueues.mapped(error)
-                failed.append([
-                    "Id": id, "SenderFault": error.senderFault, "Code": error.batchCode, "Message": error.message,
-                ])
+                failed.append(Self.failure(id, error))
             }
         }
         return ["Successful": successful, "Failed": failed]
@@ -288,10 +288,8 @@ struct SQSActions: Sendable {
         let wait = try request.int("WaitTimeSeconds")
         let max = try request.int("MaxNumberOfMessages") ?? 1
         let visibilityTimeout = try request.int("VisibilityTimeout")
-        let queueWait = try await queues.getQueueAttributes(url: url, names: ["ReceiveMessageWaitTimeSeconds"])
         let received = try await queues.receive(
-            url: url, max: max, wait: wait ?? Int(queueWait["ReceiveMessageWaitTimeSeconds"] ?? "0") ?? 0,
-            visibilityTimeout: visibilityTimeout)
+            url: url, max: max, wait: wait, visibilityTimeout: visibilityTimeout)
         let all = systemNames.contains("All")
         let messages = received.map { one -> [String: Any] in
             var message: [String: Any] = [

@@ -423,8 +423,10 @@ actor SQSQueues {
         let firstReceivedAt: Date?
     }
 
-    func receive(url: String, max: Int, wait: Int, visibilityTimeout: Int?) async throws(SQSError) -> [Received] {
+    /// `ReceiveMessage`; a `wait` of `nil` is the queue's `ReceiveMessageWaitTimeSeconds`.
+    func receive(url: String, max: Int, wait: Int?, visibilityTimeout: Int?) async throws(SQSError) -> [Received] {
         let (name, queue) = try queue(fromURL: url)
+        let wait = wait ?? queue.attributes.receiveMessageWaitTimeSeconds
         guard (1...10).contains(max) else {
             throw .invalidParameterValue(
                 "Value \(max) for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."
@@ -442,12 +444,12 @@ actor SQSQueues {
         let timeout = visibilityTimeout ?? queue.attributes.visibilityTimeout
         let deliveries: [Delivery<SQSMessage>]
         let subscription = queue.subscription
-        let wait = isShuttingDown ? 0 : wait
+        let pollFor = isShuttingDown ? 0 : wait
         let poll = nextPoll
         nextPoll += 1
         let task = Task {
             try await subscription.receive(
-                max: max, waitingUpTo: .seconds(wait), visibilityTimeout: .seconds(Swift.max(timeout, 1)))
+                max: max, waitingUpTo: .seconds(pollFor), visibilityTimeout: .seconds(Swift.max(timeout, 1)))
         }
         polls[poll] = task
         defer { polls[poll] = nil }

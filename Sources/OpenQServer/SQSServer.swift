@@ -196,8 +196,7 @@ public struct SQSServer: Service {
                 reply = SQSActions.reply(Self.tooLarge(configuration))
             }
         }
-        var headers: HTTPFields = [.contentType: "application/x-amz-json-1.0"]
-        if let queryError = reply.queryError { headers[HTTPField.Name("x-amzn-query-error")!] = queryError }
+        var headers = Self.headers(of: reply)
         // After a body that was too large, the rest of it is not read: close.
         if reply.status == 413 { headers[.connection] = "close" }
         headers[HTTPField.Name("x-amzn-RequestId")!] = UUID().uuidString
@@ -243,10 +242,8 @@ public struct SQSServer: Service {
                 }
             } catch {
                 let reply = SQSActions.reply(SQSQueues.mapped(error))
-                var headers: HTTPFields = [.contentType: "application/x-amz-json-1.0"]
-                if let queryError = reply.queryError { headers[HTTPField.Name("x-amzn-query-error")!] = queryError }
                 return Response(
-                    status: .init(code: reply.status), headers: headers,
+                    status: .init(code: reply.status), headers: headers(of: reply),
                     body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
             }
         }
@@ -266,6 +263,13 @@ public struct SQSServer: Service {
         return SigV4Verifier.Request(
             method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "", headers: headers,
             body: body)
+    }
+
+    /// The headers every SQS reply carries: its content type, and an error's query-protocol code.
+    static func headers(of reply: SQSActions.Reply) -> HTTPFields {
+        var headers: HTTPFields = [.contentType: "application/x-amz-json-1.0"]
+        if let queryError = reply.queryError { headers[HTTPField.Name("x-amzn-query-error")!] = queryError }
+        return headers
     }
 
     static func tooLarge(_ configuration: Configuration) -> SQSError {
