@@ -111,7 +111,11 @@ public actor MessageQueue {
     ///     without sleeping.
     ///   - logger: where OpenQ logs.
     /// - Throws: ``OpenQError/Code/storeInUse`` when another broker, in this process or another,
-    ///   owns the store; ``OpenQError/Code/storageFailed`` when it cannot be opened.
+    ///   owns the store; ``OpenQError/Code/storeCorrupted`` (a damaged file, or not a database),
+    ///   ``OpenQError/Code/storeIncompatible`` (another application's database, a newer OpenQ's
+    ///   store), ``OpenQError/Code/storeReadOnly``, ``OpenQError/Code/storeFull`` or
+    ///   ``OpenQError/Code/storageFailed`` when it cannot be opened. A file that fails to open is
+    ///   left untouched.
     public init(
         storage: Storage,
         configuration: Configuration = .init(),
@@ -468,6 +472,19 @@ public actor MessageQueue {
     /// - Throws: ``OpenQError/Code/storageFailed``.
     public func quarantinedMessages() async throws -> [QuarantinedMessage] {
         try await store?.quarantinedMessages() ?? []
+    }
+
+    /// The size of the broker's store and of its write-ahead log, its commits, and its fault if it
+    /// cannot commit now (a full disk, a read-only file); `nil` for a broker without storage.
+    ///
+    /// ```swift
+    /// if let store = try await queue.storeStatistics(), let fault = store.fault {
+    ///     print("the store cannot commit: \(fault.code)")   // publishes are refused meanwhile
+    /// }
+    /// ```
+    /// - Throws: ``OpenQError/Code/storageFailed`` when the sizes cannot be read.
+    public func storeStatistics() async throws -> StoreStatistics? {
+        try await store?.statistics()
     }
 
     /// The names of all topics, sorted.

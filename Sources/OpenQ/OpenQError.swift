@@ -30,6 +30,11 @@ public struct OpenQError: Error, Hashable, Sendable, CustomStringConvertible {
             case invalidConfiguration
             case storeInUse
             case storageFailed
+            case storeFull
+            case storeReadOnly
+            case storeCorrupted
+            case storeIncompatible
+            case encodingFailed
             case unsupportedOperation
         }
 
@@ -64,9 +69,33 @@ public struct OpenQError: Error, Hashable, Sendable, CustomStringConvertible {
         /// Another broker, in this process or another, owns the store: one broker opens a store at
         /// a time. Shut the other one down first, or use another file.
         public static let storeInUse = Self(.storeInUse)
-        /// The durable store failed (SQLite reported an error: a full disk, a read-only or corrupt
-        /// file) or a payload could not be encoded. The message names the cause.
+        /// The durable store failed for a reason no more specific code names (an I/O error, a lock
+        /// held too long by an outside reader, ...). The message gives SQLite's.
+        ///
+        /// When a commit fails with this code, ``storeFull``, ``storeReadOnly`` or
+        /// ``storeCorrupted``, the calls waiting for it fail, but their changes are not forgotten:
+        /// the broker keeps them, in order, and commits them once the store accepts writes again
+        /// (no restart). Such a call is *in doubt*: a publish may still be delivered, an ack may
+        /// still take effect. While the fault lasts, publishes and receives on durable topics are
+        /// refused at once with the fault's code, before they change anything, and consumers
+        /// (``Subscription/deliveries`` and ``Consumer``s) wait; they go on by themselves when it
+        /// clears. ``MessageQueue/storeStatistics()`` reports the fault.
         public static let storageFailed = Self(.storageFailed)
+        /// The durable store has no room: the disk is full, or the file reached its page limit.
+        /// See ``storageFailed`` for what the broker does meanwhile; free space and it goes on.
+        public static let storeFull = Self(.storeFull)
+        /// The durable store can only be read: the file, its directory or its mount is read-only.
+        /// See ``storageFailed`` for what the broker does meanwhile.
+        public static let storeReadOnly = Self(.storeReadOnly)
+        /// The durable store's file is damaged, or is not a SQLite database. Opening such a file
+        /// fails with this code and leaves it untouched.
+        public static let storeCorrupted = Self(.storeCorrupted)
+        /// The file is a SQLite database that OpenQ cannot use: another application's database, or
+        /// a store written by a newer OpenQ. Opening it fails with this code and leaves it untouched.
+        public static let storeIncompatible = Self(.storeIncompatible)
+        /// A payload of a durable topic could not be encoded (its `Encodable` conformance, or a
+        /// ``PayloadCodec``, threw): nothing of the call was published.
+        public static let encodingFailed = Self(.encodingFailed)
         /// The call cannot do what it promises on this topic, such as ``Topic/tryPublish(_:headers:priority:)``
         /// on a durable topic, which would have to wait for a commit.
         public static let unsupportedOperation = Self(.unsupportedOperation)

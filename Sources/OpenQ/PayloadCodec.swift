@@ -25,7 +25,7 @@ public protocol PayloadCodec<Payload>: Sendable {
     /// The payload type the codec reads and writes.
     associatedtype Payload: Sendable
     /// The bytes to store for `payload`.
-    /// - Throws: any error; the publish fails with ``OpenQError/Code/storageFailed`` and nothing is
+    /// - Throws: any error; the publish fails with ``OpenQError/Code/encodingFailed`` and nothing is
     ///   stored.
     func encode(_ payload: Payload) throws -> [UInt8]
     /// The payload stored as `bytes`.

@@ -71,6 +71,45 @@ public struct QuarantinedMessage: Hashable, Sendable {
     }
 }
 
+/// What a broker's durable store holds and how its writes go: ``MessageQueue/storeStatistics()``.
+public struct StoreStatistics: Hashable, Sendable {
+    /// The store's file.
+    public var path: String
+    /// The size of the database file, in bytes.
+    public var fileBytes: Int
+    /// The size of its write-ahead log (SQLite's `-wal` file), in bytes: bounded by checkpoints,
+    /// which copy it into the file and start it again.
+    public var walBytes: Int
+    /// Transactions committed since the store was opened (each carries the writes of every
+    /// caller that arrived meanwhile: group commit).
+    public var commits: Int
+    /// Journal writes (one per call that changed something) those transactions carried.
+    public var committedWrites: Int
+    /// Transactions that failed since the store was opened.
+    public var failedCommits: Int
+    /// Journal writes waiting for a commit (while ``fault`` lasts, the kept ones).
+    public var pendingWrites: Int
+    /// Why the store cannot commit now (``OpenQError/Code/storeFull``,
+    /// ``OpenQError/Code/storeReadOnly``, ...), or `nil` when it commits. While it lasts, durable
+    /// topics refuse publishes and receives, and the kept writes are retried.
+    public var fault: OpenQError?
+
+    /// Creates statistics.
+    package init(
+        path: String, fileBytes: Int, walBytes: Int, commits: Int, committedWrites: Int, failedCommits: Int,
+        pendingWrites: Int, fault: OpenQError?
+    ) {
+        self.path = path
+        self.fileBytes = fileBytes
+        self.walBytes = walBytes
+        self.commits = commits
+        self.committedWrites = committedWrites
+        self.failedCommits = failedCommits
+        self.pendingWrites = pendingWrites
+        self.fault = fault
+    }
+}
+
 // MARK: - The seam between the core and a storage library (package access only)
 
 /// A durable store: the write-ahead journal of a broker's durable topics.
@@ -93,6 +132,11 @@ package protocol DurableStore: AnyObject, Sendable {
     /// Appends entries of one topic to the journal, to be committed with the next transaction.
     /// Called under the topic's lock: it must not block.
     func append(topic: String, _ entries: [JournalEntry])
+    /// The store's fault while it cannot commit (its writes are kept and retried); `nil` when it
+    /// commits.
+    var fault: OpenQError? { get }
+    /// What the store holds and how it writes, for ``MessageQueue/storeStatistics()``.
+    func statistics() async throws(OpenQError) -> StoreStatistics
     /// How many entries were appended so far: read before a call makes its decisions, and passed
     /// to ``sync(since:)``.
     var journalMark: UInt64 { get }

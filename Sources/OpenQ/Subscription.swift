@@ -51,7 +51,11 @@ public struct Subscription<Payload: Sendable>: Sendable {
     /// - Throws: ``OpenQError/Code/subscriptionNotFound`` when the subscription was removed,
     ///   ``OpenQError/Code/shutDown`` after shutdown, `CancellationError` when cancelled,
     ///   ``OpenQError/Code/invalidConfiguration`` for a `max` below 1, a negative wait or a
-    ///   visibility timeout that is not positive.
+    ///   visibility timeout that is not positive. On a durable topic, while its store cannot commit
+    ///   (``OpenQError/Code/storeFull``, ``OpenQError/Code/storeReadOnly``, ...), the call is refused
+    ///   at once with that code; when the commit of the attempt counts fails, it throws the fault's
+    ///   code and the messages come back after their visibility timeout (see
+    ///   ``OpenQError/Code/storageFailed``).
     @inlinable
     public nonisolated(nonsending) func receive(
         max: Int = 10,

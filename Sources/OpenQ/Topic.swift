@@ -44,8 +44,12 @@ public struct Topic<Payload: Sendable>: Sendable {
     /// - Throws: ``OpenQError/Code/topicFull`` under `reject`; ``OpenQError/Code/shutDown`` after
     ///   shutdown or deletion; ``OpenQError/Code/invalidConfiguration`` for a negative delay;
     ///   `CancellationError` when the task is cancelled while waiting for room (the message is
-    ///   then not published); ``OpenQError/Code/storageFailed`` on a durable topic when the
-    ///   payload cannot be encoded (nothing is published) or the commit failed.
+    ///   then not published); ``OpenQError/Code/encodingFailed`` on a durable topic when the
+    ///   payload cannot be encoded (nothing is published); ``OpenQError/Code/storeFull``,
+    ///   ``OpenQError/Code/storeReadOnly``, ``OpenQError/Code/storeCorrupted`` or
+    ///   ``OpenQError/Code/storageFailed`` when the store cannot commit (refused before anything
+    ///   changes while the store is known to be faulty; in doubt when this call's own commit
+    ///   failed, see ``OpenQError/Code/storageFailed``).
     @inlinable
     @discardableResult
     public nonisolated(nonsending) func publish(

@@ -71,8 +71,12 @@ package final class SQLiteStore: DurableStore {
 
     /// Opens (creating if needed) the store at `path` and takes ownership of it.
     /// - Throws: ``OpenQError/Code/storeInUse`` when another broker, in this process or another,
-    ///   owns the file; ``OpenQError/Code/storageFailed`` with SQLite's message when it cannot be
-    ///   opened (a corrupt or foreign file, a missing directory).
+    ///   owns the file; ``OpenQError/Code/storeCorrupted`` for a damaged file or one that is not a
+    ///   SQLite database; ``OpenQError/Code/storeIncompatible`` for another application's database
+    ///   or a newer OpenQ's store; ``OpenQError/Code/storeReadOnly`` when the file, its directory
+    ///   or its mount cannot be written; ``OpenQError/Code/storeFull`` when there is no room to
+    ///   create it; ``OpenQError/Code/storageFailed`` with SQLite's message otherwise (a missing
+    ///   directory). A file that fails to open is left as it was.
     package init(path: String, durability: SQLiteDurability = .powerLoss) throws(OpenQError) {
         self.path = path
         self.durability = durability
@@ -90,21 +94,39 @@ package final class SQLiteStore: DurableStore {
             // set the level again on the writer connection, the only one that commits.
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(durability.synchronous)")
+                // After a checkpoint has copied the WAL into the file, SQLite truncates the WAL
+                // back to this size instead of keeping it as large as it once grew.
+                try db.execute(sql: "PRAGMA journal_size_limit = \(Schema.walSizeLimit)")
             }
+            try Schema.checkOwnership(of: pool, path: path)
             try Schema.migrator.migrate(pool)
             nextMessageID = try pool.read { db in
                 let stored = try Int64.fetchOne(db, sql: "SELECT value FROM store_state WHERE key = 'next_message_id'")
                 let highest = try Int64.fetchOne(db, sql: "SELECT max(id) FROM messages")
                 return UInt64(Swift.max(stored ?? 1, (highest ?? 0) + 1))
             }
+        } catch let error as OpenQError {
+            owner.release()
+            throw error
         } catch {
             owner.release()
-            throw OpenQError(.storageFailed, "Cannot open the store '\(path)': \(error)")
+            let failure = OpenQError.storageFailure(error)
+            throw OpenQError(
+                failure.code,
+                "Cannot open the store '\(path)' (\(Self.openAdvice[failure.code] ?? "see SQLite's message")): \(error)"
+            )
         }
         committer = GroupCommitter(pool: pool)
     }
 
     deinit { owner.release() }
+
+    /// What to do about a store that failed to open, by code.
+    private static let openAdvice: [OpenQError.Code: String] = [
+        .storeCorrupted: "the file is damaged or is not a SQLite database; it was left untouched",
+        .storeReadOnly: "the file, its directory or its mount cannot be written; a broker must write its store",
+        .storeFull: "no room on the disk",
+    ]
 
     /// Opens the store on a thread of its own: opening and migrating a file blocks, and a blocked
     /// thread of the cooperative pool stalls every task of the process.
@@ -130,9 +152,42 @@ package final class SQLiteStore: DurableStore {
 
     /// Commits what is pending, closes the database and gives up ownership.
     package func close() async {
-        try? await committer.sync(since: committer.mark)
+        await committer.close()
         try? pool.close()
         owner.release()
+    }
+
+    package var fault: OpenQError? { committer.fault }
+
+    package func statistics() async throws(OpenQError) -> StoreStatistics {
+        let counts = committer.counts
+        return StoreStatistics(
+            path: path, fileBytes: Self.size(of: path), walBytes: Self.size(of: path + "-wal"),
+            commits: counts.commits, committedWrites: counts.writes, failedCommits: counts.failedRounds,
+            pendingWrites: counts.pending, fault: committer.fault)
+    }
+
+    /// For tests: makes the writer refuse writes (`PRAGMA query_only`), as a file turned
+    /// read-only does, or writes again.
+    package func refuseWritesForTesting(_ refuse: Bool) async throws {
+        try await pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA query_only = \(refuse ? 1 : 0)")
+        }
+    }
+
+    /// For tests: caps the file at its current size (`PRAGMA max_page_count`), as a full disk
+    /// does, or lifts the cap (`nil`).
+    package func capSizeForTesting(_ cap: Bool) async throws {
+        try await pool.writeWithoutTransaction { db in
+            let pages = cap ? try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 1 : 1_073_741_823
+            try db.execute(sql: "PRAGMA max_page_count = \(pages)")
+        }
+    }
+
+    /// A file's size in bytes (0 when it does not exist).
+    static func size(of path: String) -> Int {
+        var status = stat()
+        return stat(path, &status) == 0 ? Int(status.st_size) : 0
     }
 
     /// The journal mode and synchronous level the writer connection really uses.
@@ -207,7 +262,19 @@ final class OwnerLock: Sendable {
     init(path: String) throws(OpenQError) {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
-            throw OpenQError(.storageFailed, "Cannot open '\(path)' to own the store: errno \(errno)")
+            let code = errno
+            let reason = String(cString: strerror(code))
+            switch code {
+            case EROFS, EACCES, EPERM:
+                throw OpenQError(
+                    .storeReadOnly,
+                    "Cannot create '\(path)', which marks the store's owner: \(reason). The store's directory (or "
+                        + "its mount) can only be read; a broker must write its store.")
+            case ENOSPC:
+                throw OpenQError(.storeFull, "Cannot create '\(path)', which marks the store's owner: \(reason).")
+            default:
+                throw OpenQError(.storageFailed, "Cannot open '\(path)' to own the store: \(reason).")
+            }
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let code = errno

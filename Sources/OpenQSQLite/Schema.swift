@@ -1,4 +1,5 @@
 import GRDB
+import OpenQ
 
 /// The store's tables (see the article "Durability" for how they are used).
 ///
@@ -19,6 +20,47 @@ import GRDB
 /// the journal's statements tolerate rows that are already gone, so no entry can fail a whole
 /// group commit.
 enum Schema {
+    /// `PRAGMA application_id` of an OpenQ store ("OpnQ"), so that a store is told from another
+    /// application's database before anything is written to it.
+    static let applicationID: Int32 = 0x4F70_6E51
+
+    /// The size the WAL is truncated back to after a checkpoint (`PRAGMA journal_size_limit`).
+    static let walSizeLimit = 16 * 1024 * 1024
+
+    /// Refuses a file that is not an OpenQ store (another application's database) or that a newer
+    /// OpenQ wrote, before anything is written to it; marks a new (empty) file as an OpenQ store.
+    /// Stores written before the mark existed are told by their tables, and marked.
+    static func checkOwnership(of pool: DatabasePool, path: String) throws {
+        try pool.writeWithoutTransaction { db in
+            let id = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+            if id != applicationID {
+                guard id == 0 else {
+                    throw OpenQError(
+                        .storeIncompatible,
+                        "'\(path)' is another application's SQLite database (application_id \(id)), not an OpenQ "
+                            + "store; it was left untouched. Use another file.")
+                }
+                let tables = try String.fetchAll(
+                    db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                let openQTables: Set = ["grdb_migrations", "topics", "subscriptions", "messages", "copies"]
+                guard tables.isEmpty || openQTables.isSubset(of: tables) else {
+                    throw OpenQError(
+                        .storeIncompatible,
+                        "'\(path)' is a SQLite database of another application (tables "
+                            + "\(tables.sorted().prefix(5).joined(separator: ", "))), not an OpenQ store; it was left "
+                            + "untouched. Use another file.")
+                }
+                try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+            }
+            if try migrator.hasBeenSuperseded(db) {
+                throw OpenQError(
+                    .storeIncompatible,
+                    "'\(path)' was written by a newer version of OpenQ (its schema has migrations this version does "
+                        + "not know); it was left untouched. Open it with that version.")
+            }
+        }
+    }
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in

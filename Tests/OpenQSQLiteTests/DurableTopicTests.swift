@@ -377,6 +377,10 @@ struct DurableReadmeTests {
             for delivery in try await work.receive(max: 10) {
                 try await delivery.ack()  // returns once the ack is committed
             }
+            if let store = try await queue.storeStatistics() {
+                print(store.fileBytes, store.walBytes, store.fault?.code as Any)
+                #expect(store.fault == nil && store.fileBytes > 0)
+            }
             _ = await queue.shutdown()  // commits what is pending, releases the file
             let rows = try await DatabaseQueue(path: directory + "/openq.sqlite").read { db in
                 try Int.fetchOne(db, sql: "SELECT count(*) FROM copies")

@@ -94,10 +94,10 @@ struct SQLiteStoreTests {
             let path = directory + "/not-a-database"
             try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: path))
             let error = #expect(throws: OpenQError.self) { try SQLiteStore(path: path) }
-            #expect(error?.code == .storageFailed)
+            #expect(error?.code == .storeCorrupted)
             // The failed open gave up ownership: the next attempt gets the same error, not storeInUse.
             let again = #expect(throws: OpenQError.self) { try SQLiteStore(path: path) }
-            #expect(again?.code == .storageFailed)
+            #expect(again?.code == .storeCorrupted)
         }
     }
 }

@@ -64,6 +64,7 @@ final class SubscriptionHandle: Sendable {
         max: Int, waitingUpTo timeout: Duration, visibilityTimeout: Duration?, subscription name: String
     ) async throws -> [HandedMessage] {
         try validateReceive(max: max, waitingUpTo: timeout, visibilityTimeout: visibilityTimeout)
+        try storage.refuseWhileFaulty()
         let (committed, failure) = await waitCommitted(
             consumer: nil, max: max, pollTimeout: timeout, visibilityTimeout: visibilityTimeout)
         if let failure { throw failure }
@@ -172,6 +173,41 @@ final class SubscriptionHandle: Sendable {
             return (result, nil)
         } catch {
             return (.finished, error)
+        }
+    }
+
+    /// ``waitCommitted(consumer:max:pollTimeout:visibilityTimeout:isolation:)`` for a consumer
+    /// (a stream or a ``Consumer``), which outlives a fault of the store instead of ending: while
+    /// the store cannot commit it takes nothing; when the commit of its take fails (the store
+    /// turned faulty meanwhile) it waits for the store to commit the kept writes, then hands the
+    /// batch over. `failed` carries a batch it gives up on (the store was closed, or the task
+    /// cancelled), for the cursor to return.
+    func waitCommittedThroughFaults(
+        consumer: ConsumerID,
+        max: Int,
+        isolation: isolated (any Actor)? = #isolation
+    ) async -> (result: WakeResult, failed: DeliveryBatch?) {
+        var pause = Duration.milliseconds(10)
+        while storage.store?.fault != nil {
+            do {
+                try await Task.sleep(for: pause)
+            } catch {
+                return (.cancelled, nil)
+            }
+            pause = Swift.min(pause * 2, .milliseconds(250))
+        }
+        let mark = storage.journalMark
+        let result = await wait(consumer: consumer, max: max, pollTimeout: nil)
+        guard case .messages(let batch) = result else { return (result, nil) }
+        while true {
+            do {
+                try await storage.syncJournal(since: mark)
+                return (.messages(batch), nil)
+            } catch {
+                // The store keeps the writes of a round that failed for a fault and retries them:
+                // the next wait ends with that retry. Anything else (closed, a dropped round) ends.
+                guard storage.store?.fault != nil, !Task.isCancelled else { return (.finished, batch) }
+            }
         }
     }
 }
@@ -311,10 +347,19 @@ final class ConsumerCursor {
     private func takeBatch(isolation: isolated (any Actor)? = #isolation) async -> DeliveryBatch? {
         if caughtUp { await Task.yield() }
         awaitBatch()
-        let result =
-            handle.storage.isDurable
-            ? await handle.waitCommitted(consumer: consumer, max: prefetch, pollTimeout: nil).0
-            : await handle.wait(consumer: consumer, max: prefetch, pollTimeout: nil)
+        let result: WakeResult
+        if handle.storage.isDurable, let consumer {
+            let (committed, failed) = await handle.waitCommittedThroughFaults(consumer: consumer, max: prefetch)
+            if let failed {
+                // Given up (the store closed, the task cancelled): ending returns the batch to the
+                // subscription, as a consumer that ends before handing its messages out does.
+                fresh = failed.fresh
+                handed = failed.handed.reversed()
+            }
+            result = committed
+        } else {
+            result = await handle.wait(consumer: consumer, max: prefetch, pollTimeout: nil)
+        }
         switch result {
         case .messages(let batch):
             caughtUp = batch.count < prefetch / 4

@@ -171,13 +171,16 @@ final class TopicStorage: Sendable {
     /// A durable publish: the payloads are encoded before the lock, and the call returns once the
     /// messages are committed.
     private nonisolated(nonsending) func publishDurably(_ request: PublishRequest) async throws -> PublishReceipt {
+        // While the store cannot commit, nothing is accepted: the message would only wait in
+        // memory for a commit that may never come.
+        try refuseWhileFaulty()
         let mark = journalMark
         let encoded: [[UInt8]]
         do {
             encoded = try encodeRecord?(request.record) ?? []
         } catch {
             throw OpenQError(
-                .storageFailed,
+                .encodingFailed,
                 "A payload of topic '\(name)' could not be encoded, so nothing was published: \(error)")
         }
         let decision = withState { state, now in
@@ -198,6 +201,17 @@ final class TopicStorage: Sendable {
     @usableFromInline
     nonisolated(nonsending) func syncJournal(since mark: UInt64) async throws(OpenQError) {
         try await store?.sync(since: mark)
+    }
+
+    /// Throws the store's fault while it cannot commit (a full disk, a read-only file): calls that
+    /// would add work (publishes, receives) are refused before they change anything.
+    func refuseWhileFaulty() throws(OpenQError) {
+        if let fault = store?.fault {
+            throw OpenQError(
+                fault.code,
+                "Topic '\(name)' accepts nothing new while its store cannot commit; it goes on by itself once "
+                    + "the store can be written again. \(fault.message)")
+        }
     }
 
     /// The journal's position before a call makes its decisions (0 for an in-memory topic).
