@@ -563,6 +563,9 @@ actor SQSQueues {
             return SQSError("OverLimit", "The queue holds its maximum number of messages: \(error.message)")
         case .invalidConfiguration, .invalidName: return .invalidParameterValue(error.message)
         case .shutDown: return SQSError("ServiceUnavailable", error.message, status: 503, senderFault: false)
+        case .storeFull, .storeReadOnly, .storageFailed:
+            // The store cannot commit for now (and the broker goes on when it can): SDKs retry a 503.
+            return SQSError("ServiceUnavailable", error.message, status: 503, senderFault: false)
         default: return .internalFailure(error.message)
         }
     }

@@ -92,4 +92,36 @@ struct DurableQueueTests {
         #expect(empty["Messages"] == nil, "deleted messages stay deleted")
         _ = await broker.shutdown(gracePeriod: .zero)
     }
+
+    /// A store that cannot commit (here: refusing writes, as a read-only mount does) is a 503
+    /// ServiceUnavailable, which SDKs retry; once it can, the queue goes on without a restart.
+    @Test func aStoreThatCannotCommit_isServiceUnavailable_untilItCan() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("openq-sqs-fault-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (broker, _, actions) = try await open(directory.appendingPathComponent("queues.sqlite").path)
+        _ = try await call(actions, "CreateQueue", ["QueueName": "work"])
+        let store = try #require(await broker.store as? SQLiteStore)
+        try await store.refuseWritesForTesting(true)
+        var statuses: [Int] = []
+        for body in ["found the fault", "refused"] {
+            let reply = await actions.handle(
+                target: "AmazonSQS.SendMessage",
+                body: Array(try JSONSerialization.data(withJSONObject: ["QueueUrl": "work", "MessageBody": body])),
+                baseURL: "http://h")
+            statuses.append(reply.status)
+            #expect(String(decoding: reply.body, as: UTF8.self).contains("ServiceUnavailable"))
+        }
+        #expect(statuses == [503, 503])
+        try await store.refuseWritesForTesting(false)
+        for _ in 0..<1_000 where try await broker.storeStatistics()?.fault != nil {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        _ = try await call(actions, "SendMessage", ["QueueUrl": "work", "MessageBody": "after"])
+        let received = try await call(actions, "ReceiveMessage", ["QueueUrl": "work", "MaxNumberOfMessages": 10])
+        // The first send was in doubt (its commit found the fault): kept, and committed after.
+        let bodies = (received["Messages"] as? [[String: Any]])?.compactMap { $0["Body"] as? String }
+        #expect(bodies?.sorted() == ["after", "found the fault"])
+        _ = await broker.shutdown(gracePeriod: .zero)
+    }
 }
