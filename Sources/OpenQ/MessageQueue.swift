@@ -525,7 +525,8 @@ public actor MessageQueue {
     ///
     /// Messages whose source topic or subscription no longer exists stay in the dead-letter topic.
     /// Redriven messages may take a subscription past its capacity; redrive in chunks with `max`
-    /// to keep a bound.
+    /// to keep a bound. A durable dead-letter topic whose messages wait in the store (beyond
+    /// `residentMessages`) is read back page by page as the redrive goes.
     /// - Returns: how many messages moved.
     @discardableResult
     public func redrive(from deadLetterTopic: String, max: Int = .max) async throws -> Int {
@@ -533,7 +534,13 @@ public actor MessageQueue {
         guard max >= 1 else { throw OpenQError.invalidConfiguration("redrive(max:) needs max ≥ 1; it was \(max).") }
         let topics = self.topics
         let mark = store?.journalMark ?? 0
-        let moved = storage.redrive(max: max) { topics[$0] }
+        var moved = storage.redrive(max: max) { topics[$0] }
+        // A paging dead-letter topic: wait for each page it reads back, and go on.
+        while moved < max, await storage.waitForPage(of: DeadLetterPolicy.subscriptionName) {
+            let more = storage.redrive(max: max - moved) { topics[$0] }
+            if more == 0 { break }
+            moved += more
+        }
         try await store?.sync(since: mark)
         logger.info("Redrove dead letters", metadata: ["deadLetterTopic": "\(deadLetterTopic)", "count": "\(moved)"])
         return moved

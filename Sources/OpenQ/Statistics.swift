@@ -62,7 +62,7 @@ public struct SubscriptionStatistics: Hashable, Sendable {
     public var acknowledgement: AcknowledgementMode
     /// Its running totals.
     public var counters: SubscriptionCounters
-    /// Messages visible and waiting for a consumer.
+    /// Messages visible and waiting for a consumer (those waiting in the store only included).
     public var depth: Int
     /// Messages waiting for a delay or a retry backoff to pass.
     public var scheduled: Int
@@ -70,8 +70,13 @@ public struct SubscriptionStatistics: Hashable, Sendable {
     public var inFlight: Int
     /// Consumers currently reading the subscription.
     public var consumers: Int
-    /// How long ago the oldest waiting message was published, or `nil` when none waits.
+    /// How long ago the oldest waiting message in memory was published, or `nil` when none waits.
     public var oldestMessageAge: Duration?
+    /// Of ``depth``, the messages that wait in the store only: a durable topic's subscription keeps
+    /// at most `residentMessages` (a parameter of the storage, such as `.sqlite(path:)`) waiting in
+    /// memory and reads the rest back in pages, in delivery order, as its consumers drain. Always 0
+    /// for an in-memory topic.
+    public var pagedOut = 0
 
     /// True when the subscription holds nothing: nothing waiting, delayed or in flight.
     public var isDrained: Bool { depth == 0 && scheduled == 0 && inFlight == 0 }

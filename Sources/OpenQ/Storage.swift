@@ -153,6 +153,13 @@ package protocol DurableStore: AnyObject, Sendable {
     func quarantinedMessages() async throws(OpenQError) -> [QuarantinedMessage]
     /// The topics the store holds.
     func storedTopics() async throws(OpenQError) -> [StoredTopic]
+    /// How many messages waiting for their first delivery a named subscription of a durable topic
+    /// keeps in memory; the others wait in the store and are read back in pages.
+    var residentMessages: Int { get }
+    /// Reads a page a paging subscription asked for: the messages `request.sequences` names, or
+    /// up to `request.limit` copies of the subscription of priority `request.priority` that were
+    /// never delivered, from sequence number `request.from` on, in sequence order.
+    func readPage(topic: String, _ request: PageInRequest) async throws(OpenQError) -> [StoredMessageRow]
     /// The first message id that no stored message used: ids continue after a restart.
     var nextMessageID: UInt64 { get }
     /// Commits what is pending and releases the file (and its ownership).
@@ -183,6 +190,10 @@ package enum JournalEntry: Sendable {
     case subscriptionRemoved(name: String)
     /// Every copy a subscription holds was purged.
     case purged(subscription: String)
+    /// The copies of a subscription that were never delivered were purged (a seek): those in
+    /// memory are ``removed(subscription:sequences:)`` too; this reaches those waiting in the
+    /// store only.
+    case purgedStored(subscription: String)
     /// Sequence numbers up to `next - 1` are used (messages no named subscription keeps).
     case sequenceUsed(next: UInt64)
     /// The topic's configuration changed while it ran (its dead-letter policy).
@@ -241,11 +252,17 @@ package struct RecoveredSubscription: Sendable {
     package var name: String
     package var configuration: SubscriptionConfiguration
     package var copies: [RecoveredCopy]
+    /// The copies left in the store (never delivered, visible), by priority level: read back in
+    /// pages as consumers drain the ones loaded.
+    package var stored: [StoredLevel]
 
-    package init(name: String, configuration: SubscriptionConfiguration, copies: [RecoveredCopy]) {
+    package init(
+        name: String, configuration: SubscriptionConfiguration, copies: [RecoveredCopy], stored: [StoredLevel] = []
+    ) {
         self.name = name
         self.configuration = configuration
         self.copies = copies
+        self.stored = stored
     }
 }
 

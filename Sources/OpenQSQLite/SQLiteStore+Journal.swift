@@ -99,6 +99,11 @@ extension SQLiteStore {
                 try db.execute(
                     sql: "DELETE FROM subscriptions WHERE topic = ? AND name = ?", arguments: [topic, name])
                 sweep = true
+            case .purgedStored(let subscription):
+                try db.execute(
+                    sql: "DELETE FROM copies WHERE topic = ? AND subscription = ? AND attempts = 0",
+                    arguments: [topic, subscription])
+                sweep = true
             case .purged(let subscription):
                 try db.execute(
                     sql: "DELETE FROM copies WHERE topic = ? AND subscription = ?", arguments: [topic, subscription])

@@ -44,59 +44,23 @@ extension SQLiteStore {
                             + "topic first.")
                 }
                 try Self.deleteUnheldMessages(of: name, in: db)
-                let messages = try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT sequence, id, payload, headers, priority, published_at,
-                               origin_topic, origin_sequence, origin_published_at
-                        FROM messages WHERE topic = ? ORDER BY sequence
-                        """,
-                    arguments: [name]
-                ).map { row in
-                    StoredMessageRow(
-                        sequence: UInt64(bitPattern: row["sequence"]),
-                        id: UInt64(bitPattern: row["id"]),
-                        payload: [UInt8](row["payload"] as Data),
-                        headers: JSON.decodeHeaders(row["headers"]),
-                        priority: row["priority"],
-                        publishedAt: Date(timeIntervalSinceReferenceDate: row["published_at"]),
-                        originTopic: row["origin_topic"],
-                        originSequence: (row["origin_sequence"] as Int64?).map { UInt64(bitPattern: $0) },
-                        originPublishedAt: (row["origin_published_at"] as Double?).map {
-                            Date(timeIntervalSinceReferenceDate: $0)
-                        })
-                }
+                var needed: [Int64] = []
                 var subscriptions: [RecoveredSubscription] = []
                 for row in try Row.fetchAll(
                     db, sql: "SELECT name, configuration FROM subscriptions WHERE topic = ? ORDER BY rowid",
                     arguments: [name])
                 {
                     let subscription: String = row["name"]
-                    let copies = try Row.fetchAll(
-                        db,
-                        sql: """
-                            SELECT sequence, attempts, visible_at_ms, last_error, first_delivered_at_ms FROM copies
-                            WHERE topic = ? AND subscription = ? ORDER BY sequence
-                            """,
-                        arguments: [name, subscription]
-                    ).map { copy in
-                        RecoveredCopy(
-                            sequence: UInt64(bitPattern: copy["sequence"]),
-                            attempts: copy["attempts"],
-                            visibleAt: (copy["visible_at_ms"] as Int64?).map {
-                                Date(timeIntervalSince1970: Double($0) / 1_000)
-                            },
-                            lastError: copy["last_error"],
-                            firstDeliveredAt: (copy["first_delivered_at_ms"] as Int64?).map {
-                                Date(timeIntervalSince1970: Double($0) / 1_000)
-                            })
-                    }
+                    let (copies, stored) = try Self.recoverCopies(
+                        of: name, subscription: subscription, resident: residentMessages, in: db)
+                    needed += copies.map { Int64(bitPattern: $0.sequence) }
                     subscriptions.append(
                         RecoveredSubscription(
                             name: subscription,
                             configuration: try JSON.decode(SubscriptionConfiguration.self, row["configuration"]),
-                            copies: copies))
+                            copies: copies, stored: stored))
                 }
+                let messages = try Self.messages(of: name, sequences: needed, in: db)
                 let quarantined =
                     try Int.fetchOne(db, sql: "SELECT count(*) FROM quarantine WHERE topic = ?", arguments: [name]) ?? 0
                 return RecoveredTopic(
@@ -105,6 +69,142 @@ extension SQLiteStore {
             }
         } catch let error as OpenQError {
             throw error
+        } catch {
+            throw OpenQError.storageFailure(error)
+        }
+    }
+
+    /// The copies of one subscription that recovery loads, in sequence order, and what it leaves
+    /// in the store. Every copy that was delivered, or waits for a delay or a retry backoff, is
+    /// loaded; of those never delivered and visible, the first `resident` in delivery order
+    /// (priority, then sequence), and the rest stay in the store, counted by priority level.
+    static func recoverCopies(
+        of topic: String, subscription: String, resident: Int, in db: Database
+    ) throws -> (copies: [RecoveredCopy], stored: [StoredLevel]) {
+        func copy(_ row: Row) -> RecoveredCopy {
+            RecoveredCopy(
+                sequence: UInt64(bitPattern: row["sequence"]),
+                attempts: row["attempts"],
+                visibleAt: (row["visible_at_ms"] as Int64?).map { Date(timeIntervalSince1970: Double($0) / 1_000) },
+                lastError: row["last_error"],
+                firstDeliveredAt: (row["first_delivered_at_ms"] as Int64?).map {
+                    Date(timeIntervalSince1970: Double($0) / 1_000)
+                })
+        }
+        var copies = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT sequence, attempts, visible_at_ms, last_error, first_delivered_at_ms FROM copies
+                WHERE topic = ? AND subscription = ? AND (attempts > 0 OR visible_at_ms IS NOT NULL)
+                """,
+            arguments: [topic, subscription]
+        ).map(copy)
+        let levels = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT m.priority AS priority, count(*) AS count, min(c.sequence) AS first
+                FROM copies c JOIN messages m ON m.topic = c.topic AND m.sequence = c.sequence
+                WHERE c.topic = ? AND c.subscription = ? AND c.attempts = 0 AND c.visible_at_ms IS NULL
+                GROUP BY m.priority ORDER BY m.priority DESC
+                """,
+            arguments: [topic, subscription])
+        var room = resident
+        var stored: [StoredLevel] = []
+        for level in levels {
+            let priority: Int = level["priority"]
+            let count: Int = level["count"]
+            let loaded =
+                room > 0
+                ? try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT c.sequence, c.attempts, c.visible_at_ms, c.last_error, c.first_delivered_at_ms
+                        FROM copies c JOIN messages m ON m.topic = c.topic AND m.sequence = c.sequence
+                        WHERE c.topic = ? AND c.subscription = ? AND c.attempts = 0 AND c.visible_at_ms IS NULL
+                            AND m.priority = ?
+                        ORDER BY c.sequence LIMIT ?
+                        """,
+                    arguments: [topic, subscription, priority, Int64(room)]
+                ).map(copy) : []
+            copies += loaded
+            room -= loaded.count
+            if count > loaded.count {
+                let from = loaded.last.map { $0.sequence + 1 } ?? UInt64(bitPattern: level["first"])
+                stored.append(StoredLevel(priority: priority, from: from, count: count - loaded.count))
+            }
+        }
+        copies.sort { $0.sequence < $1.sequence }
+        return (copies, stored)
+    }
+
+    /// The message rows of `topic` with those sequence numbers (each once), in sequence order.
+    static func messages(of topic: String, sequences: [Int64], in db: Database) throws -> [StoredMessageRow] {
+        let wanted = Set(sequences)
+        let total = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE topic = ?", arguments: [topic]) ?? 0
+        if wanted.count * 4 >= total {
+            // Most of them: one pass over the topic.
+            return try Row.fetchAll(
+                db, sql: "SELECT \(messageColumns) FROM messages WHERE topic = ? ORDER BY sequence",
+                arguments: [topic]
+            ).compactMap { row in wanted.contains(row["sequence"]) ? messageRow(row) : nil }
+        }
+        let statement = try db.cachedStatement(
+            sql: "SELECT \(messageColumns) FROM messages WHERE topic = ? AND sequence = ?")
+        return try wanted.sorted().compactMap { sequence in
+            try Row.fetchOne(statement, arguments: [topic, sequence]).map(messageRow)
+        }
+    }
+
+    static let messageColumns = """
+        sequence, id, payload, headers, priority, published_at, origin_topic, origin_sequence, origin_published_at
+        """
+
+    /// A row of `messageColumns` as a message.
+    static func messageRow(_ row: Row) -> StoredMessageRow {
+        StoredMessageRow(
+            sequence: UInt64(bitPattern: row["sequence"]),
+            id: UInt64(bitPattern: row["id"]),
+            payload: [UInt8](row["payload"] as Data),
+            headers: JSON.decodeHeaders(row["headers"]),
+            priority: row["priority"],
+            publishedAt: Date(timeIntervalSinceReferenceDate: row["published_at"]),
+            originTopic: row["origin_topic"],
+            originSequence: (row["origin_sequence"] as Int64?).map { UInt64(bitPattern: $0) },
+            originPublishedAt: (row["origin_published_at"] as Double?).map { Date(timeIntervalSinceReferenceDate: $0) })
+    }
+
+    package func readPage(topic: String, _ request: PageInRequest) async throws(OpenQError) -> [StoredMessageRow] {
+        let columns = Self.messageColumns.split(separator: ",").map { "m." + $0.trimmingCharacters(in: .whitespaces) }
+            .joined(separator: ", ")
+        do {
+            return try await pool.read { db in
+                if !request.sequences.isEmpty {
+                    let statement = try db.cachedStatement(
+                        sql: """
+                            SELECT \(columns) FROM copies c
+                            JOIN messages m ON m.topic = c.topic AND m.sequence = c.sequence
+                            WHERE c.topic = ? AND c.subscription = ? AND c.sequence = ? AND c.attempts = 0
+                            """)
+                    return try request.sequences.compactMap { sequence in
+                        try Row.fetchOne(
+                            statement, arguments: [topic, request.name, Int64(bitPattern: sequence)]
+                        ).map(Self.messageRow)
+                    }
+                }
+                return try Row.fetchAll(
+                    db.cachedStatement(
+                        sql: """
+                            SELECT \(columns) FROM copies c
+                            JOIN messages m ON m.topic = c.topic AND m.sequence = c.sequence
+                            WHERE c.topic = ? AND c.subscription = ? AND c.attempts = 0 AND c.visible_at_ms IS NULL
+                                AND m.priority = ? AND c.sequence >= ?
+                            ORDER BY c.sequence LIMIT ?
+                            """),
+                    arguments: [
+                        topic, request.name, request.priority, Int64(bitPattern: request.from), Int64(request.limit),
+                    ]
+                ).map(Self.messageRow)
+            }
         } catch {
             throw OpenQError.storageFailure(error)
         }

@@ -54,8 +54,22 @@ extension MessageQueue.Storage {
     /// - Parameters:
     ///   - path: the database file.
     ///   - durability: what a commit survives. Default ``SQLiteDurability/powerLoss``.
-    public static func sqlite(path: String, durability: SQLiteDurability = .powerLoss) -> Self {
-        Self { () async throws(OpenQError) in try await SQLiteStore.open(path: path, durability: durability) }
+    ///   - residentMessages: how many messages waiting for their first delivery each named
+    ///     subscription of a durable topic keeps in memory (at least 2). The others wait in the
+    ///     file only and are read back in pages, in delivery order, as consumers drain the ones in
+    ///     memory: a backlog larger than memory costs file space, not RAM. Default 10 000 (the
+    ///     default capacity of a topic, so a topic with default settings never pages).
+    public static func sqlite(
+        path: String, durability: SQLiteDurability = .powerLoss, residentMessages: Int = 10_000
+    ) -> Self {
+        Self { () async throws(OpenQError) in
+            guard residentMessages >= 2 else {
+                throw OpenQError(
+                    .invalidConfiguration,
+                    "A store's residentMessages must be at least 2; it was \(residentMessages).")
+            }
+            return try await SQLiteStore.open(path: path, durability: durability, residentMessages: residentMessages)
+        }
     }
 }
 
@@ -68,6 +82,7 @@ package final class SQLiteStore: DurableStore {
     let committer: GroupCommitter
     private let owner: OwnerLock
     package let nextMessageID: UInt64
+    package let residentMessages: Int
 
     /// Opens (creating if needed) the store at `path` and takes ownership of it.
     /// - Throws: ``OpenQError/Code/storeInUse`` when another broker, in this process or another,
@@ -77,9 +92,12 @@ package final class SQLiteStore: DurableStore {
     ///   or its mount cannot be written; ``OpenQError/Code/storeFull`` when there is no room to
     ///   create it; ``OpenQError/Code/storageFailed`` with SQLite's message otherwise (a missing
     ///   directory). A file that fails to open is left as it was.
-    package init(path: String, durability: SQLiteDurability = .powerLoss) throws(OpenQError) {
+    package init(
+        path: String, durability: SQLiteDurability = .powerLoss, residentMessages: Int = 10_000
+    ) throws(OpenQError) {
         self.path = path
         self.durability = durability
+        self.residentMessages = residentMessages
         let owner = try OwnerLock(path: path + "-openq.lock")
         self.owner = owner
         var configuration = Configuration()
@@ -130,7 +148,9 @@ package final class SQLiteStore: DurableStore {
 
     /// Opens the store on a thread of its own: opening and migrating a file blocks, and a blocked
     /// thread of the cooperative pool stalls every task of the process.
-    static func open(path: String, durability: SQLiteDurability) async throws(OpenQError) -> SQLiteStore {
+    static func open(
+        path: String, durability: SQLiteDurability, residentMessages: Int
+    ) async throws(OpenQError) -> SQLiteStore {
         // The result crosses threads through a lock, not only through the continuation: the
         // store's fields are written on the dispatch thread, and ThreadSanitizer sees a mutex's
         // release and acquire where it does not see a continuation's resume.
@@ -139,7 +159,8 @@ package final class SQLiteStore: DurableStore {
             DispatchQueue.global().async {
                 let result: Result<SQLiteStore, OpenQError>
                 do throws(OpenQError) {
-                    result = .success(try SQLiteStore(path: path, durability: durability))
+                    result = .success(
+                        try SQLiteStore(path: path, durability: durability, residentMessages: residentMessages))
                 } catch {
                     result = .failure(error)
                 }

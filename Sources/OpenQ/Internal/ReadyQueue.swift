@@ -76,6 +76,20 @@ struct ReadyQueue {
         if levels.isEmpty { levels.append(kept) }
     }
 
+    /// Removes the newest message of the lowest priority level, if that level is below
+    /// `priority`: what a paging subscription moves back to its store to make room for a more
+    /// urgent message.
+    mutating func popNewest(below priority: Int) -> StoredMessage? {
+        guard count > 0, let level = levels.lastIndex(where: { !$0.runs.isEmpty }), levels[level].priority < priority
+        else { return nil }
+        count -= 1
+        let last = levels[level].runs.index(before: levels[level].runs.endIndex)
+        guard levels[level].runs[last].count == 1 else { return levels[level].runs[last].popLast() }
+        let message = levels[level].runs.removeLast().first
+        if levels[level].runs.isEmpty { removeLevelIfEmpty(level) }
+        return message
+    }
+
     /// The number of priority levels held, empty ones included (for tests).
     var levelCount: Int { levels.count }
 

@@ -204,7 +204,7 @@ struct StoredMessage: Sendable {
 struct MessageRun: Sendable {
     @usableFromInline let record: MessageRecord
     @usableFromInline private(set) var start: UInt32
-    @usableFromInline let end: UInt32
+    @usableFromInline private(set) var end: UInt32
 
     init(_ record: MessageRecord, _ range: Range<Int>) {
         self.record = record
@@ -223,6 +223,12 @@ struct MessageRun: Sendable {
     mutating func popFirst() -> StoredMessage {
         defer { start &+= 1 }
         return first
+    }
+
+    /// Removes and returns the last message; the run is not empty.
+    mutating func popLast() -> StoredMessage {
+        end &-= 1
+        return StoredMessage(record, index: Int(end))
     }
 
     /// Splits off the first `count` messages.

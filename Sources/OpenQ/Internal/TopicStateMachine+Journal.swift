@@ -19,6 +19,8 @@ struct Journal {
     /// The payload bytes of the record being published, encoded by its publisher before the lock
     /// (kept here rather than in every `PublishRequest`, which in-memory topics pass by value).
     var encoded: (record: ObjectIdentifier, bytes: [[UInt8]])?
+    /// Pages that paging subscriptions asked for, for ``TopicStorage`` to read after the lock.
+    var pageIns: [PageInRequest] = []
     /// Encodes the message at an index of a record whose bytes the publisher did not bring (dead
     /// letters, redrives, returned copies). A failure stores no bytes; recovery then quarantines
     /// the message with the reason rather than lose it silently.
@@ -151,7 +153,8 @@ extension TopicStateMachine {
     mutating func recover(
         nextSequence: UInt64,
         subscriptions recovered: [(
-            name: String, configuration: SubscriptionConfiguration, copies: [Pending], due: [Duration?]
+            name: String, configuration: SubscriptionConfiguration, copies: [Pending], due: [Duration?],
+            stored: [StoredLevel]
         )],
         now: Duration
     ) -> Effects {
@@ -182,6 +185,9 @@ extension TopicStateMachine {
                     subscriptions[index].ready.append(pending.stored)
                 }
             }
+            // What the store keeps beyond the messages loaded: read back in pages.
+            subscriptions[index].paging.restore(subscription.stored)
+            subscriptions[index].counters.routed += subscriptions[index].paging.stored
         }
         return effects
     }

@@ -37,7 +37,12 @@ extension TopicStateMachine {
     ) -> (Result<Int, OpenQError>, Effects) {
         var effects = Effects()
         guard let index = index(of: id) else { return (.failure(subscriptionGone(id)), effects) }
-        if isJournaled(index) { journalRemoved(index, waitingSequences(index)) }
+        if isJournaled(index) {
+            journalRemoved(index, waitingSequences(index))
+            if subscriptions[index].paging.stored > 0 {
+                journal!.entries.append(.purgedStored(subscription: subscriptions[index].name))
+            }
+        }
         var subscription = subscriptions[index]
         subscription.counters.purged += subscription.purgeWaiting()
         let before = subscription.counters.routed
@@ -83,6 +88,7 @@ extension TopicStateMachine {
             drained.append(pending.stored)
         }
         subscriptions[index].counters.acked += drained.count
+        if _slowPath(journal != nil) { requestPageInIfNeeded(index) }
         serveBlockedPublishers(now: now, effects: &effects)
         return (drained, effects)
     }
@@ -95,7 +101,7 @@ extension TopicStateMachine {
         var effects = Effects()
         guard let index = index(of: id) else { return ((), effects) }
         subscriptions[index].counters.acked -= messages.count
-        for message in messages { subscriptions[index].ready.append(message) }
+        for message in messages { admitRestored(message, into: index) }
         serveWaiters(index, now: now, effects: &effects)
         return ((), effects)
     }
@@ -125,7 +131,7 @@ extension TopicStateMachine {
                 )
             )
             subscriptions[index].counters.routed += 1
-            subscriptions[index].ready.append(message)
+            admitRestored(message, into: index)
             if _slowPath(journal != nil) {
                 journalMessage(message)
                 journalCopies(index, first: message.sequenceNumber, count: 1, visibleAt: nil)
@@ -133,6 +139,16 @@ extension TopicStateMachine {
         }
         serveWaiters(index, now: now, effects: &effects)
         return (.success(()), effects)
+    }
+
+    /// Puts a redriven or restored message back among the waiting ones (through paging, so that
+    /// a paging subscription keeps its bound and its priority order).
+    private mutating func admitRestored(_ message: StoredMessage, into index: Int) {
+        if _slowPath(journal != nil), pages(index) {
+            admit(message, into: index)
+        } else {
+            subscriptions[index].ready.append(message)
+        }
     }
 
     /// Takes dead letters from a source topic. They are never refused while the topic is open or

@@ -224,13 +224,15 @@ extension TopicStateMachine {
             }
             let run = MessageRun(record, 0..<count)
             // Tested once per request, not per subscription: the journal is off on the hot path.
-            let journaling = _slowPath(journal != nil)
-            for index in subscriptions.indices {
-                let whole = route(
-                    run, into: index, delay: request.delay, now: now, receipt: &receipt, effects: &effects)
-                if _slowPath(journaling && whole) {
-                    journalCopies(index, first: run.first.sequenceNumber, count: run.count, visibleAt: nil)
+            if _slowPath(journal != nil) {
+                for index in subscriptions.indices {
+                    routeJournaled(
+                        run, into: index, delay: request.delay, now: now, receipt: &receipt, effects: &effects)
                 }
+                continue
+            }
+            for index in subscriptions.indices {
+                route(run, into: index, delay: request.delay, now: now, receipt: &receipt, effects: &effects)
             }
         }
         for index in subscriptions.indices where !subscriptions[index].waiters.isEmpty {
@@ -266,6 +268,34 @@ extension TopicStateMachine {
         return false
     }
 
+    /// ``route(_:into:delay:now:receipt:effects:)`` for a durable topic: journals the copies, and
+    /// lets a paging subscription keep the messages in the store only (message by message, when
+    /// they do not all fit in memory).
+    @inline(never)
+    mutating func routeJournaled(
+        _ run: MessageRun,
+        into index: Int,
+        delay: Duration,
+        now: Duration,
+        receipt: inout PublishReceipt,
+        effects: inout Effects
+    ) {
+        if !pages(index)
+            || (subscriptions[index].paging.stored == 0
+                && subscriptions[index].ready.count + run.count <= residentLimit)
+        {
+            if route(run, into: index, delay: delay, now: now, receipt: &receipt, effects: &effects) {
+                journalCopies(index, first: run.first.sequenceNumber, count: run.count, visibleAt: nil)
+            }
+            return
+        }
+        let visibleAt = delay > .zero ? now + delay : nil
+        for message in run.messages {
+            let pending = Pending(stored: message, attempts: 0, lastError: nil)
+            route(pending, into: index, visibleAt: visibleAt, now: now, receipt: &receipt, effects: &effects)
+        }
+    }
+
     /// Puts one message into one subscription's backlog, applying its overflow policy.
     mutating func route(
         _ pending: Pending,
@@ -295,6 +325,8 @@ extension TopicStateMachine {
         }
         if let visibleAt {
             schedule(pending, in: index, at: visibleAt, effects: &effects)
+        } else if _slowPath(journal != nil), pages(index) {
+            admit(pending.stored, into: index)
         } else {
             subscriptions[index].ready.append(pending.stored)
         }

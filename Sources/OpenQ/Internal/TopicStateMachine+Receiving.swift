@@ -156,7 +156,10 @@ extension TopicStateMachine {
         let tracks = subscriptions[index].tracksDeliveries
         if !tracks, subscriptions[index].retries.isEmpty {
             let (fresh, count) = subscriptions[index].ready.take(upTo: max)
-            if _slowPath(journal != nil) { journalRemoved(index, runs: fresh) }
+            if _slowPath(journal != nil) {
+                journalRemoved(index, runs: fresh)
+                requestPageInIfNeeded(index)
+            }
             subscriptions[index].counters.delivered += count
             subscriptions[index].counters.acked += count
             if count > 0 { serveBlockedPublishers(now: now, effects: &effects) }
@@ -195,7 +198,10 @@ extension TopicStateMachine {
                 batch.append(HandedMessage(stored: pending.stored, tag: 0, attempt: pending.attempts))
             }
         }
-        if journaling, !tracks { journalRemoved(index, batch.map(\.stored.sequenceNumber)) }
+        if journaling {
+            if !tracks { journalRemoved(index, batch.map(\.stored.sequenceNumber)) }
+            requestPageInIfNeeded(index)
+        }
         if tracks, !batch.isEmpty {
             let tags = firstTag..<subscriptions[index].nextTag
             pushDeadline(at: deadline, .visibility(subscriptionID, tags: tags), effects: &effects)

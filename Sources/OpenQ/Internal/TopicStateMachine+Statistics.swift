@@ -24,11 +24,12 @@ extension TopicStateMachine {
                 isAnonymous: subscription.isAnonymous,
                 acknowledgement: subscription.configuration.acknowledgement,
                 counters: subscription.counters,
-                depth: subscription.visibleCount,
+                depth: subscription.visibleCount + subscription.paging.stored,
                 scheduled: subscription.scheduled.count,
                 inFlight: subscription.inFlight.count,
                 consumers: subscription.consumers.count,
-                oldestMessageAge: oldest.map { .seconds(nowDate.timeIntervalSince($0)) }
+                oldestMessageAge: oldest.map { .seconds(nowDate.timeIntervalSince($0)) },
+                pagedOut: subscription.paging.stored
             )
         }
         var totals = removedCounters

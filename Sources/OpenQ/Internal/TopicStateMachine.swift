@@ -122,19 +122,22 @@ struct TopicStateMachine {
         var waiters: Deque<Waiter> = []
         var consumers: Set<ConsumerID> = []
         var counters = SubscriptionCounters()
+        /// The messages a durable topic's subscription keeps in the store only (see
+        /// `TopicStateMachine+Paging`); empty otherwise.
+        var paging = Paging()
 
         var tracksDeliveries: Bool { configuration.acknowledgement.tracksDeliveries }
         var visibleCount: Int { retries.count + ready.count }
-        var backlog: Int { retries.count + ready.count + scheduled.count + inFlight.count }
+        var backlog: Int { retries.count + ready.count + scheduled.count + inFlight.count + paging.stored }
 
         mutating func popVisible() -> Pending? {
             if let retry = retries.popFirst() { return retry }
             return ready.popFirst().map { Pending(stored: $0, attempts: 0, lastError: nil) }
         }
 
-        /// Removes the messages that wait (visible or scheduled); returns how many.
+        /// Removes the messages that wait (visible, scheduled or stored); returns how many.
         mutating func purgeWaiting() -> Int {
-            let removed = retries.count + ready.removeAll() + scheduled.count
+            let removed = retries.count + ready.removeAll() + scheduled.count + paging.removeAll()
             retries.removeAll()
             scheduled.removeAll()
             return removed
@@ -239,6 +242,10 @@ struct TopicStateMachine {
     var lastParkedWarning: Duration?
     /// A durable topic's journal of decisions; `nil` for an in-memory topic.
     var journal: Journal?
+    /// How many messages waiting for their first delivery a named subscription of a durable
+    /// topic keeps in memory; the others wait in the store (`TopicStateMachine+Paging`). `.max`:
+    /// all (in-memory topics).
+    var residentLimit = Int.max
     /// Who waits for a subscription to drain (``Subscription/waitUntilDrained()``).
     var drainWaiters: [UInt64: DrainWaiter] = [:]
     var cancelledDrainWaiters: Set<UInt64> = []

@@ -83,6 +83,27 @@ extension TopicStorage {
     }
 }
 
+// MARK: Paging
+
+extension TopicStorage {
+    /// Waits (polling, up to 10 s) until a subscription that pages has messages in memory again;
+    /// false when it has none left in memory or in the store (or is gone), or the wait timed out.
+    func waitForPage(of subscription: String) async -> Bool {
+        for _ in 0..<10_000 {
+            let (memory, stored) = state.withLock { state -> (Int, Int) in
+                guard let id = state.subscriptionID(named: subscription), let index = state.index(of: id) else {
+                    return (0, 0)
+                }
+                return (state.subscriptions[index].visibleCount, state.subscriptions[index].paging.stored)
+            }
+            if memory > 0 { return true }
+            if stored == 0 { return false }
+            do { try await Task.sleep(for: .milliseconds(1)) } catch { return false }
+        }
+        return false
+    }
+}
+
 // MARK: Recovery of a durable topic
 
 extension TopicStorage {
@@ -117,12 +138,20 @@ extension TopicStorage {
                         firstDeliveredAt: copy.firstDeliveredAt.map { .seconds($0.timeIntervalSince(epoch)) }))
                 due.append(copy.visibleAt.map { .seconds($0.timeIntervalSince(epoch)) })
             }
-            return (name: subscription.name, configuration: subscription.configuration, copies: copies, due: due)
+            return (
+                name: subscription.name, configuration: subscription.configuration, copies: copies, due: due,
+                stored: subscription.stored
+            )
         }
         let quarantined = recovered.quarantined + undecodable.count
         withState { state, now in
             state.counters.quarantined = quarantined
             return ((), state.recover(nextSequence: recovered.nextSequence, subscriptions: subscriptions, now: now))
+        }
+        // Subscriptions whose messages mostly wait in the store read their first pages.
+        withState { state, _ in
+            state.requestPageIns()
+            return ((), Effects())
         }
         return undecodable
     }

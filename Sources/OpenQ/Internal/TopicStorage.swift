@@ -93,7 +93,12 @@ final class TopicStorage: Sendable {
                 parkedPublisherWarning: parkedPublisherWarning
             )
         )
-        if let durable { state.withLock { $0.journal = Journal(encode: durable.encode) } }
+        if let durable {
+            state.withLock {
+                $0.journal = Journal(encode: durable.encode)
+                $0.residentLimit = durable.store.residentMessages
+            }
+        }
     }
 
     /// Runs one event under the lock and performs its effects after.
@@ -123,19 +128,63 @@ final class TopicStorage: Sendable {
     /// the lock is released, so the journal holds them in the order the state machine made them.
     private func withJournaledState<Result>(_ body: (inout StateMachine, Duration) -> (Result, Effects)) -> Result {
         let now = clock.now()
-        let (result, effects, idle, drained) = state.withLock { state in
+        let (result, effects, idle, drained, pageIns) = state.withLock { state in
             let (result, effects) = body(&state, now)
             if let store, let entries = state.journal?.take(), !entries.isEmpty, !state.isFinished {
                 store.append(topic: name, entries)
             }
+            var pageIns: [PageInRequest] = []
+            if !(state.journal?.pageIns.isEmpty ?? true) { swap(&pageIns, &state.journal!.pageIns) }
             let idle = state.isOpen ? [] : state.takeIdleWaitersIfIdle()
             let drained = state.drainWaiters.isEmpty ? [] : state.takeFinishedDrainWaiters()
-            return (result, effects, idle, drained)
+            return (result, effects, idle, drained, pageIns)
         }
+        for request in pageIns { readPage(request) }
         if !effects.isEmpty { perform(effects) }
         for waiter in idle { waiter.resume() }
         for (continuation, outcome) in drained { continuation.resume(returning: outcome) }
         return result
+    }
+
+    /// Reads a page that a paging subscription asked for (see `TopicStateMachine+Paging`), once
+    /// everything journaled before is committed, and hands it to the state machine. Payloads that
+    /// no longer decode go to the store's quarantine. A failed read is asked for again after a
+    /// pause (the store may be faulty for a while).
+    private func readPage(_ request: PageInRequest) {
+        guard let store, let binding = durableBinding else { return }
+        let topic = name
+        let payloadType = payloadType
+        Task {
+            do {
+                try await store.sync(since: store.journalMark)
+                var page: [(sequence: UInt64, message: StoredMessage?)] = []
+                for row in try await store.readPage(topic: topic, request) {
+                    do {
+                        page.append((row.sequence, StoredMessage(try binding.decode(row, topic))))
+                    } catch {
+                        page.append((row.sequence, nil))
+                        try? await store.quarantine(
+                            topic: topic, sequence: row.sequence, payload: row.payload,
+                            reason: "the payload no longer decodes as \(payloadType): \(error)")
+                        withState { state, _ in
+                            state.counters.quarantined += 1
+                            return ((), Effects())
+                        }
+                    }
+                }
+                withState { state, now in ((), state.pagedIn(request, rows: page, now: now)) }
+            } catch {
+                withState { state, _ in
+                    state.pageInFailed(request)
+                    return ((), Effects())
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+                withState { state, _ in
+                    state.requestPageIns()
+                    return ((), Effects())
+                }
+            }
+        }
     }
 
     func perform(_ effects: consuming Effects) {

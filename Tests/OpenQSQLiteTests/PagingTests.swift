@@ -1,0 +1,301 @@
+import Foundation
+import GRDB
+import OpenQ
+import OpenQTesting
+import Testing
+
+@testable import OpenQSQLite
+
+/// A broker whose durable subscriptions keep at most `resident` waiting messages in memory (on
+/// real time unless a test brings a manual clock: receives wait for pages read from the store).
+func openPagingBroker(_ path: String, resident: Int, clock: some Clock<Duration> = ContinuousClock()) async throws
+    -> MessageQueue
+{
+    try await MessageQueue(
+        storage: .sqlite(path: path, durability: .processCrash, residentMessages: resident),
+        configuration: .init(metricsInterval: nil, randomSeed: 1),
+        clock: clock,
+        epoch: epoch)
+}
+
+/// A durable topic that holds a large backlog (its capacity is far above the resident limit).
+let largeDurable = TopicConfiguration(capacity: 1_000_000, durability: .durable)
+
+/// Receives (waiting for pages read back from the store) and acknowledges until `count`
+/// deliveries arrived or nothing comes for a second; checks the memory bound after every take.
+func drain(
+    _ subscription: Subscription<Blob>, count: Int, max: Int = 3, resident: Int,
+    statistics: () async -> SubscriptionStatistics?
+) async throws -> [Int] {
+    var ids: [Int] = []
+    while ids.count < count {
+        let deliveries = try await subscription.receive(max: max, waitingUpTo: .seconds(1))
+        if deliveries.isEmpty { break }
+        for delivery in deliveries {
+            ids.append(delivery.message.payload.id)
+            try await delivery.ack()
+        }
+        if let statistics = await statistics() {
+            #expect(statistics.depth - statistics.pagedOut <= resident, "memory holds at most the resident limit")
+        }
+    }
+    return ids
+}
+
+@Suite("Paging: backlogs larger than memory wait in the store, in delivery order")
+struct PagingTests {
+    @Test func aBacklogBeyondTheLimit_waitsInTheStore_andComesBackInPublishOrder() async throws {
+        try await withTemporaryDirectory { directory in
+            let queue = try await openPagingBroker(directory + "/openq.sqlite", resident: 8)
+            let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: largeDurable)
+            let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+            for id in 1...200 { try await jobs.publish(Blob(id: id)) }
+            // A batch crosses the boundary too.
+            try await jobs.publish(contentsOf: (201...260).map { Blob(id: $0) })
+            let before = try #require(await queue.statistics().subscription("work", of: "jobs"))
+            #expect(before.depth == 260)
+            #expect(before.pagedOut == 252)
+            #expect(before.isBalanced)
+            let ids = try await drain(work, count: 260, resident: 8) {
+                await queue.statistics().subscription("work", of: "jobs")
+            }
+            #expect(ids == Array(1...260))
+            let after = try #require(await queue.statistics().subscription("work", of: "jobs"))
+            #expect(after.depth == 0 && after.pagedOut == 0 && after.isBalanced)
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+
+    @Test func priorities_holdAcrossThePageBoundary() async throws {
+        try await withTemporaryDirectory { directory in
+            let queue = try await openPagingBroker(directory + "/openq.sqlite", resident: 4)
+            let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: largeDurable)
+            let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+            // Memory fills with low priority; the urgent ones push the newest of them back to the
+            // store, then wait in the store behind each other.
+            for id in 1...10 { try await jobs.publish(Blob(id: id)) }
+            for id in 101...106 { try await jobs.publish(Blob(id: id), priority: 5) }
+            for id in 11...12 { try await jobs.publish(Blob(id: id)) }
+            for id in 201...203 { try await jobs.publish(Blob(id: id), priority: 9) }
+            let ids = try await drain(work, count: 21, max: 1, resident: 4) {
+                await queue.statistics().subscription("work", of: "jobs")
+            }
+            #expect(ids == Array(201...203) + Array(101...106) + Array(1...12))
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+
+    /// Random priorities and random interleavings of publishes and receives: every take hands out
+    /// the most urgent message published before it, first deliveries of a level keep publish
+    /// order, and nothing is lost or doubled. The same run on an in-memory topic is the reference.
+    @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
+    func randomTraffic_deliversInTheOrderAnInMemoryTopicWould(seed: UInt64) async throws {
+        try await withTemporaryDirectory { directory in
+            var random = SeededRandom(seed: seed)
+            var operations: [(publish: Int?, receive: Int)] = []
+            for _ in 0..<400 {
+                if random.next() % 3 == 0 {
+                    operations.append((nil, Int(random.next() % 4) + 1))
+                } else {
+                    operations.append((Int(random.next() % 4), 0))
+                }
+            }
+            func run(_ queue: MessageQueue, _ configuration: TopicConfiguration) async throws -> [Int] {
+                let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: configuration)
+                let work = try await jobs.subscription(
+                    "work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+                var delivered: [Int] = []
+                var id = 0
+                for operation in operations {
+                    if let priority = operation.publish {
+                        id += 1
+                        try await jobs.publish(Blob(id: id), priority: priority)
+                        continue
+                    }
+                    // Take exactly as many as the reference would: what is waiting, up to `receive`.
+                    let waiting = try work.statistics().depth
+                    var wanted = Swift.min(operation.receive, waiting)
+                    while wanted > 0 {
+                        let deliveries = try await work.receive(max: wanted, waitingUpTo: .seconds(5))
+                        #expect(!deliveries.isEmpty)
+                        if deliveries.isEmpty { break }
+                        // One at a time is what an in-memory topic hands out for `max: 1`; a
+                        // paging topic can only hand out what memory holds, so take one by one.
+                        for delivery in deliveries {
+                            delivered.append(delivery.message.payload.id)
+                            try await delivery.ack()
+                        }
+                        wanted -= deliveries.count
+                    }
+                }
+                while true {
+                    let rest = try await work.receive(max: 10, waitingUpTo: .milliseconds(500))
+                    if rest.isEmpty { break }
+                    for delivery in rest {
+                        delivered.append(delivery.message.payload.id)
+                        try await delivery.ack()
+                    }
+                }
+                _ = await queue.shutdown(gracePeriod: .zero)
+                return delivered
+            }
+            let reference = try await run(
+                MessageQueue(configuration: .init(metricsInterval: nil)), .init(capacity: 10_000))
+            let paged = try await run(
+                try await openPagingBroker(directory + "/openq.sqlite", resident: 3), largeDurable)
+            #expect(paged.count == reference.count)
+            #expect(Set(paged).count == paged.count)
+            var priorities: [Int: Int] = [:]
+            var next = 0
+            for operation in operations {
+                if let priority = operation.publish {
+                    next += 1
+                    priorities[next] = priority
+                }
+            }
+            if let first = paged.indices.first(where: { $0 < reference.count && paged[$0] != reference[$0] }) {
+                let window = paged[first..<Swift.min(first + 4, paged.count)].map { "\($0):p\(priorities[$0]!)" }
+                let expected = reference[first..<Swift.min(first + 4, reference.count)].map {
+                    "\($0):p\(priorities[$0]!)"
+                }
+                Issue.record("first difference at \(first): \(window) instead of \(expected)")
+            }
+            #expect(paged == reference)
+        }
+    }
+
+    @Test func delayedMessages_waitInMemory_andHoldTheirDelay() async throws {
+        try await withTemporaryDirectory { directory in
+            let clock = ManualClock()
+            let queue = try await openPagingBroker(directory + "/openq.sqlite", resident: 4, clock: clock)
+            let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: largeDurable)
+            let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+            for id in 1...20 { try await jobs.publish(Blob(id: id)) }
+            try await jobs.publish(Blob(id: 99), delay: .seconds(10))
+            let early = try await drain(work, count: 20, resident: 4) {
+                await queue.statistics().subscription("work", of: "jobs")
+            }
+            #expect(early == Array(1...20))
+            #expect(try await work.receive(max: 1).isEmpty)
+            clock.advance(by: .seconds(10))
+            try await eventuallyTrue("the delayed message is visible") { try work.statistics().depth == 1 }
+            #expect(try await work.receive(max: 1).map(\.message.payload.id) == [99])
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+
+    @Test func aRestart_loadsOnlyTheResidentWindow_andPagesTheRestInOrder() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/openq.sqlite"
+            var queue = try await openPagingBroker(path, resident: 1_000)
+            var jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: largeDurable)
+            let held = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+            try await jobs.publish(contentsOf: (1...500).map { Blob(id: $0) })
+            for id in 501...520 { try await jobs.publish(Blob(id: id), priority: 1) }
+            // Two in flight when the process stops: they come back first (retries), with attempt 1.
+            let inFlight = try await held.receive(max: 2)
+            #expect(inFlight.map(\.message.payload.id) == [501, 502])
+            _ = await queue.shutdown(gracePeriod: .zero)
+
+            queue = try await openPagingBroker(path, resident: 10)
+            jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: largeDurable)
+            let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+            let statistics = try #require(await queue.statistics().subscription("work", of: "jobs"))
+            #expect(statistics.depth == 520)
+            #expect(statistics.depth - statistics.pagedOut <= 10 + 2)
+            #expect(statistics.isBalanced)
+            let ids = try await drain(work, count: 520, max: 7, resident: 12) {
+                await queue.statistics().subscription("work", of: "jobs")
+            }
+            #expect(ids == [501, 502] + Array(503...520) + Array(1...500))
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+
+    @Test func purge_andSeek_removeWhatWaitsInTheStoreToo() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/openq.sqlite"
+            var queue = try await openPagingBroker(path, resident: 5)
+            let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: largeDurable)
+            let purged = try await jobs.subscription("purged")
+            let sought = try await jobs.subscription("sought")
+            for id in 1...50 { try await jobs.publish(Blob(id: id)) }
+            #expect(try await purged.purge() == 50)
+            #expect(try await sought.seek(to: .latest) == 0)
+            for name in ["purged", "sought"] {
+                let statistics = try #require(await queue.statistics().subscription(name, of: "jobs"))
+                #expect(statistics.depth == 0 && statistics.pagedOut == 0 && statistics.isBalanced)
+            }
+            _ = await queue.shutdown(gracePeriod: .zero)
+            queue = try await openPagingBroker(path, resident: 5)
+            _ = try await queue.createTopic("jobs", of: Blob.self, configuration: largeDurable)
+            #expect(await queue.statistics().subscription("purged", of: "jobs")?.depth == 0)
+            #expect(await queue.statistics().subscription("sought", of: "jobs")?.depth == 0)
+            let rows = try await DatabaseQueue(path: path).read { db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM messages")
+            }
+            #expect(rows == 0)
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+
+    @Test func aRedrive_movesEveryDeadLetter_evenThoseWaitingInTheStore() async throws {
+        try await withTemporaryDirectory { directory in
+            let queue = try await openPagingBroker(directory + "/openq.sqlite", resident: 6)
+            let configuration = TopicConfiguration(
+                capacity: 1_000_000, deadLetter: .after(deliveries: 1, capacity: 1_000_000), durability: .durable)
+            let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: configuration)
+            let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+            for id in 1...40 { try await jobs.publish(Blob(id: id)) }
+            var rejected = 0
+            while rejected < 40 {
+                let deliveries = try await work.receive(max: 5, waitingUpTo: .seconds(2))
+                if deliveries.isEmpty { break }
+                for delivery in deliveries { try await delivery.reject(reason: "test") }
+                rejected += deliveries.count
+            }
+            #expect(rejected == 40)
+            let dlq = try #require(await queue.statistics().subscription("dead-letters", of: "jobs.dlq"))
+            #expect(dlq.depth == 40 && dlq.pagedOut > 0)
+            let moved = try await queue.redrive(from: "jobs.dlq")
+            let left = await queue.statistics().subscription("dead-letters", of: "jobs.dlq")
+            #expect(moved == 40, "\(String(describing: left))")
+            let ids = try await drain(work, count: 40, max: 4, resident: 6) {
+                await queue.statistics().subscription("work", of: "jobs")
+            }
+            #expect(ids.sorted() == Array(1...40))
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+
+    @Test func aStoreWithTooSmallAResidentLimit_isRefused() async throws {
+        try await withTemporaryDirectory { directory in
+            let error = await #expect(throws: OpenQError.self) {
+                try await openPagingBroker(directory + "/openq.sqlite", resident: 1)
+            }
+            #expect(error?.code == .invalidConfiguration)
+        }
+    }
+}
+
+/// A small deterministic generator for the tests' random traffic.
+struct SeededRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Waits (bounded, real time) until `condition` holds.
+func eventuallyTrue(_ what: String, _ condition: () async throws -> Bool) async throws {
+    for _ in 0..<5_000 {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(1))
+    }
+    Issue.record("timed out waiting for \(what)")
+}
