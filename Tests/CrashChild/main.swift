@@ -2,14 +2,17 @@
 // durable store and drives traffic, printing one line per call that RETURNED, until its parent
 // kills it with SIGKILL. The parent then checks the store against what the lines promised.
 //
-//   openq-crash-child <store path> traffic <seed> <first job id>
+//   openq-crash-child <store path> traffic <seed> <first job id> [resident messages]
 //   openq-crash-child <store path> poison <publish: 0|1>
-//   openq-crash-child <store path> stats -
+//   openq-crash-child <store path> stats - - [resident messages]
+//
+// With a small number of resident messages, the subscriptions page: most waiting messages are in
+// the store only, and pages are read back while the child is killed.
 //
 // Lines: READY, P <id> (publish returned), R <id> <attempt> (receive returned it), a <id> (an ack
 // starts: from here the message may be gone), A <id> (ack returned), N <id> (nack returned), D <id> (reject returned), V <count> (redrive returned),
 // DLQ <depth> <attempts header> (poison: the message is dead), S <work waiting> <work in flight>
-// <dead letters> (stats, after a recovery).
+// <dead letters> <work paged out> (stats, after a recovery).
 import OpenQ
 import OpenQSQLite
 
@@ -50,20 +53,24 @@ guard arguments.count >= 4 else {
 }
 let path = arguments[1]
 
+/// The traffic's topic: a capacity far above any resident limit, so that a backlog pages.
+let jobsConfiguration = TopicConfiguration(capacity: 1_000_000, deadLetter: .after(deliveries: 4), durability: .durable)
+
 do {
+    let resident = arguments.count > 5 ? Int(arguments[5]) ?? 10_000 : 10_000
     let queue = try await MessageQueue(
-        storage: .sqlite(path: path, durability: .powerLoss), configuration: .init(metricsInterval: nil))
+        storage: .sqlite(path: path, durability: .powerLoss, residentMessages: resident),
+        configuration: .init(metricsInterval: nil))
     switch arguments[2] {
     case "stats":
-        _ = try await queue.createTopic(
-            "jobs", of: Job.self, configuration: .init(deadLetter: .after(deliveries: 4), durability: .durable))
+        _ = try await queue.createTopic("jobs", of: Job.self, configuration: jobsConfiguration)
         let statistics = await queue.statistics()
         _ = await queue.shutdown(gracePeriod: .zero)
         let work = statistics.subscription("work", of: "jobs")
         let dead = statistics.subscription("dead-letters", of: "jobs.dlq")
         say(
             "S \((work?.depth ?? -1) + (work?.scheduled ?? 0)) \(work?.inFlight ?? -1) "
-                + "\((dead?.depth ?? -1) + (dead?.scheduled ?? 0) + (dead?.inFlight ?? 0))")
+                + "\((dead?.depth ?? -1) + (dead?.scheduled ?? 0) + (dead?.inFlight ?? 0)) \(work?.pagedOut ?? -1)")
     case "poison":
         let topic = try await queue.createTopic(
             "poison", of: Job.self, configuration: .init(deadLetter: .after(deliveries: 3), durability: .durable))
@@ -82,18 +89,19 @@ do {
     default:
         var random = SplitMix64(state: UInt64(arguments[3]) ?? 1)
         var nextID = Int(arguments[4]) ?? 1
-        let jobs = try await queue.createTopic(
-            "jobs", of: Job.self, configuration: .init(deadLetter: .after(deliveries: 4), durability: .durable))
+        let jobs = try await queue.createTopic("jobs", of: Job.self, configuration: jobsConfiguration)
         let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .milliseconds(200)))
         say("READY")
+        // A paging life publishes more than it consumes, so that its backlog outgrows memory.
+        let publishes = resident < 100 ? 55 : 30
         while true {
             let choice = random.below(100)
-            if choice < 30 {
+            if choice < publishes {
                 let id = nextID
                 nextID += 1
                 try await jobs.publish(Job(id: id))
                 say("P \(id)")
-            } else if choice < 40 {
+            } else if choice < publishes + 10 {
                 let ids = Array(nextID..<nextID + 5)
                 nextID += 5
                 try await jobs.publish(contentsOf: ids.map(Job.init(id:)))
