@@ -5,6 +5,10 @@
 //   openq-crash-child <store path> traffic <seed> <first job id> [resident messages]
 //   openq-crash-child <store path> poison <publish: 0|1>
 //   openq-crash-child <store path> stats - - [resident messages]
+//   openq-crash-child <store path> backlog <count> - <resident messages>
+//     publishes <count> 1 KiB messages nobody consumes, then prints "M <resident memory growth in
+//     bytes> <paged out>"; then reopens the store and prints "O <resident memory growth of the
+//     reopened broker in bytes> <depth>".
 //
 // With a small number of resident messages, the subscriptions page: most waiting messages are in
 // the store only, and pages are read back while the child is killed.
@@ -26,6 +30,24 @@ import OpenQSQLite
 
 struct Job: Codable, Sendable, Hashable {
     var id: Int
+}
+
+struct Bulk: Codable, Sendable {
+    var id: Int
+    var bulk: String
+}
+
+/// The process's resident memory in bytes (`/proc/self/statm`).
+func residentBytes() -> Int {
+    let descriptor = open("/proc/self/statm", O_RDONLY)
+    guard descriptor >= 0 else { return 0 }
+    defer { close(descriptor) }
+    var buffer = [UInt8](repeating: 0, count: 128)
+    let count = read(descriptor, &buffer, buffer.count)
+    guard count > 0 else { return 0 }
+    let fields = String(decoding: buffer[..<count], as: UTF8.self).split(separator: " ")
+    guard fields.count > 1, let resident = Int(fields[1]) else { return 0 }
+    return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
 func say(_ line: String) {
@@ -62,6 +84,28 @@ do {
         storage: .sqlite(path: path, durability: .powerLoss, residentMessages: resident),
         configuration: .init(metricsInterval: nil))
     switch arguments[2] {
+    case "backlog":
+        let count = Int(arguments[3]) ?? 0
+        let bulk = String(repeating: "x", count: 1_024)
+        let before = residentBytes()
+        let jobs = try await queue.createTopic("backlog", of: Bulk.self, configuration: jobsConfiguration)
+        _ = try await jobs.subscription("work")
+        for first in stride(from: 0, to: count, by: 500) {
+            // Each payload its own 1 KiB string, as payloads that arrive from outside are.
+            try await jobs.publish(
+                contentsOf: (first..<min(first + 500, count)).map { Bulk(id: $0, bulk: bulk + String($0)) })
+        }
+        let statistics = await queue.statistics().subscription("work", of: "backlog")
+        say("M \(residentBytes() - before) \(statistics?.pagedOut ?? -1)")
+        _ = await queue.shutdown(gracePeriod: .zero)
+        let reopenedBefore = residentBytes()
+        let reopened = try await MessageQueue(
+            storage: .sqlite(path: path, durability: .powerLoss, residentMessages: resident),
+            configuration: .init(metricsInterval: nil))
+        _ = try await reopened.createTopic("backlog", of: Bulk.self, configuration: jobsConfiguration)
+        let depth = await reopened.statistics().subscription("work", of: "backlog")?.depth ?? -1
+        say("O \(residentBytes() - reopenedBefore) \(depth)")
+        _ = await reopened.shutdown(gracePeriod: .zero)
     case "stats":
         _ = try await queue.createTopic("jobs", of: Job.self, configuration: jobsConfiguration)
         let statistics = await queue.statistics()

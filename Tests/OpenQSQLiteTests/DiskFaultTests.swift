@@ -472,3 +472,62 @@ struct DiskFaultTests {
         }
     }
 }
+
+@Suite("WAL housekeeping: the write-ahead log stays bounded")
+struct WALHousekeepingTests {
+    /// Sustained writes (40 MiB of 1 KiB messages) while a slow consumer pages its backlog back
+    /// from the file: checkpoints keep the WAL near SQLite's checkpoint size, and
+    /// `journal_size_limit` truncates it after a long reader let it grow.
+    @Test func sustainedWrites_withASlowReader_keepTheWALBounded() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/openq.sqlite"
+            let queue = try await openPagingBroker(path, resident: 50)
+            let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: largeDurable)
+            let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+            let consumer = Task {
+                var received = 0
+                while received < 40_000 {
+                    let deliveries = try await work.receive(max: 20, waitingUpTo: .seconds(2))
+                    if deliveries.isEmpty { break }
+                    _ = await work.ack(deliveries)
+                    received += deliveries.count
+                    try await Task.sleep(for: .microseconds(200))
+                }
+                return received
+            }
+            var largestWAL = 0
+            for first in stride(from: 0, to: 40_000, by: 200) {
+                try await jobs.publish(contentsOf: (first..<first + 200).map { Blob(id: $0, bytes: 1_000) })
+                largestWAL = max(largestWAL, try #require(try await queue.storeStatistics()).walBytes)
+            }
+            #expect(try await consumer.value == 40_000)
+            #expect(largestWAL < Schema.walSizeLimit, "the WAL reached \(largestWAL / 1_048_576) MiB")
+
+            // A reader that holds its snapshot (the sqlite3 shell, a long query) keeps the WAL from
+            // starting over while it reads; once it ends, the WAL is truncated back to the limit.
+            let reader = try DatabaseQueue(path: path)
+            let holding = Task {
+                try await reader.read { db in
+                    _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages")
+                    Thread.sleep(forTimeInterval: 1.5)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            var grown = 0
+            for first in stride(from: 100_000, to: 130_000, by: 200) {
+                try await jobs.publish(contentsOf: (first..<first + 200).map { Blob(id: $0, bytes: 1_000) })
+                grown = max(grown, try #require(try await queue.storeStatistics()).walBytes)
+            }
+            try await holding.value
+            #expect(grown > Schema.walSizeLimit, "the reader held the WAL: \(grown / 1_048_576) MiB")
+            try reader.close()
+            _ = try await work.purge()
+            for first in stride(from: 200_000, to: 210_000, by: 200) {
+                try await jobs.publish(contentsOf: (first..<first + 200).map { Blob(id: $0, bytes: 1_000) })
+            }
+            let after = try #require(try await queue.storeStatistics())
+            #expect(after.walBytes <= Schema.walSizeLimit, "the WAL stayed at \(after.walBytes / 1_048_576) MiB")
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+}

@@ -268,6 +268,35 @@ struct PagingTests {
         }
     }
 
+    /// The memory bound, scaled down (the 1 M-message figure is a row of `openq-compare`): a child
+    /// process publishes 20 000 distinct 1 KiB payloads (20 MiB) that nobody consumes, with 100
+    /// resident messages, then reopens the store; its resident memory grows by a fraction of the
+    /// backlog, while the same child keeping everything in memory grows by more than the backlog.
+    @Test func aBacklogLargerThanTheLimit_costsFileSpace_notMemory() async throws {
+        try await withTemporaryDirectory { directory in
+            func measure(resident: Int) async throws -> (publish: Int, pagedOut: Int, reopen: Int, depth: Int) {
+                let path = directory + "/backlog-\(resident).sqlite"
+                let lines = try await offThePool {
+                    try Child([path, "backlog", "20000", "-", String(resident)]).waitForExit()
+                }
+                func numbers(_ prefix: String) throws -> [Int] {
+                    let line = try #require(lines.first { $0.hasPrefix(prefix + " ") }, "\(lines)")
+                    return line.split(separator: " ").dropFirst().compactMap { Int($0) }
+                }
+                let published = try numbers("M")
+                let reopened = try numbers("O")
+                return (published[0], published[1], reopened[0], reopened[1])
+            }
+            let mebibyte = 1_048_576
+            let paged = try await measure(resident: 100)
+            let unpaged = try await measure(resident: 1_000_000)
+            #expect(paged.pagedOut == 19_900 && paged.depth == 20_000 && unpaged.depth == 20_000)
+            #expect(unpaged.publish > 20 * mebibyte, "the measure sees the payloads: \(unpaged.publish / mebibyte) MiB")
+            #expect(paged.publish < 12 * mebibyte, "publishing: \(paged.publish / mebibyte) MiB")
+            #expect(paged.reopen < 12 * mebibyte, "reopening: \(paged.reopen / mebibyte) MiB")
+        }
+    }
+
     @Test func aStoreWithTooSmallAResidentLimit_isRefused() async throws {
         try await withTemporaryDirectory { directory in
             let error = await #expect(throws: OpenQError.self) {

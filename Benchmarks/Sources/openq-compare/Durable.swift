@@ -31,10 +31,13 @@ enum Durable {
     static func level(_ durability: SQLiteDurability) -> String { durability == .powerLoss ? "FULL" : "NORMAL" }
 
     /// A durable topic of 1 KiB byte payloads (stored as they are) with one manual subscription.
-    static func topic(_ durability: SQLiteDurability) async throws -> (MessageQueue, Topic<[UInt8]>, String) {
+    static func topic(
+        _ durability: SQLiteDurability, residentMessages: Int = 10_000
+    ) async throws -> (MessageQueue, Topic<[UInt8]>, String) {
         let directory = try directory()
         let queue = try await MessageQueue(
-            storage: .sqlite(path: directory + "/openq.sqlite", durability: durability),
+            storage: .sqlite(
+                path: directory + "/openq.sqlite", durability: durability, residentMessages: residentMessages),
             configuration: .init(metricsInterval: nil), logger: logger)
         let topic = try await queue.createTopic(
             "bench", of: [UInt8].self,
@@ -83,9 +86,21 @@ enum Durable {
 
     /// publish → receive(max: 100) → ack of each batch with one `Subscription.ack(_:)`, the
     /// producer publishing batches of 100 in its own task.
-    static let publishReceiveAck: Run = { count in
+    static let publishReceiveAck: Run = publishReceiveAck(behind: 0)
+
+    /// ``publishReceiveAck`` on a topic that already holds `backlog` waiting messages (published
+    /// before the clock starts): the consumer takes from the head of the backlog, read back from
+    /// the file in pages, while the producer appends behind it.
+    static func publishReceiveAck(behind backlog: Int) -> Run {
+        { count in try await measurePublishReceiveAck(count: count, behind: backlog) }
+    }
+
+    static func measurePublishReceiveAck(count: Int, behind backlog: Int) async throws -> (Duration, Int) {
         let (queue, topic, directory) = try await topic(.powerLoss)
         let work = try await topic.existingSubscription("work")
+        for first in stride(from: 0, to: backlog, by: 1_000) {
+            try await topic.publish(contentsOf: Array(repeating: payload, count: min(1_000, backlog - first)))
+        }
         let start = ContinuousClock.now
         let producer = Task {
             for _ in stride(from: 0, to: count, by: 100) {
@@ -103,6 +118,27 @@ enum Durable {
         let elapsed = ContinuousClock.now - start
         await finish(queue, directory)
         return (elapsed, count)
+    }
+
+    /// Runs in a probe process (`--memory-probe durable-backlog[-unpaged]`): publishes `count`
+    /// 1 KiB messages to a durable topic nobody consumes and prints the growth of resident memory
+    /// in MiB. Paged: the default 10 000 resident messages; unpaged: all of them in memory.
+    static func backlogProbe(count: Int, paged: Bool) async throws {
+        let (queue, topic, directory) = try await topic(.processCrash, residentMessages: paged ? 10_000 : Int.max / 2)
+        let before = Memory.residentBytes()
+        for first in stride(from: 0, to: count, by: 1_000) {
+            // Each payload its own buffer, as payloads that arrive from outside are (copies of one
+            // array would share it and flatter the unpaged peer).
+            try await topic.publish(
+                contentsOf: (first..<min(first + 1_000, count)).map { number in
+                    var bytes = payload
+                    bytes[0] = UInt8(truncatingIfNeeded: number)
+                    return bytes
+                })
+        }
+        let after = Memory.residentBytes()
+        print(Double(after - before) / 1_048_576)
+        await finish(queue, directory)
     }
 
     /// Raw GRDB: transactions of `rows` 1 KiB inserts into one table, one after the other.
@@ -236,28 +272,53 @@ func durableRows(messages n: Int, rounds: Int) async throws -> [Row] {
         "durable: publish→receive→batch ack, batches of 100, FULL", count: count, rounds: rounds,
         openQ: Durable.publishReceiveAck,
         peers: [("raw GRDB insert, update, delete per 100", Durable.rawPublishReceiveAck)])
-    let latencyCount = min(max(n / 100, 200), 2_000)
-    var openQ: [Double] = []
-    var raw: [Double] = []
-    for round in 1...rounds {
-        openQ.append(try await Durable.latencyP50(count: latencyCount, raw: false))
-        raw.append(try await Durable.latencyP50(count: latencyCount, raw: true))
-        log("  durable latency: round \(round)/\(rounds)")
+    let latencyScenario = "durable: one publisher, p50 per publish, FULL"
+    if selected(latencyScenario) {
+        let latencyCount = min(max(n / 100, 200), 2_000)
+        var openQ: [Double] = []
+        var raw: [Double] = []
+        for round in 1...rounds {
+            openQ.append(try await Durable.latencyP50(count: latencyCount, raw: false))
+            raw.append(try await Durable.latencyP50(count: latencyCount, raw: true))
+            log("  durable latency: round \(round)/\(rounds)")
+        }
+        rows.append(
+            Row(
+                scenario: latencyScenario, unit: "µs", higherIsBetter: false,
+                peer: "raw GRDB, one row per commit", openQ: openQ, peerSamples: raw))
     }
-    rows.append(
-        Row(
-            scenario: "durable: one publisher, p50 per publish, FULL", unit: "µs", higherIsBetter: false,
-            peer: "raw GRDB, one row per commit", openQ: openQ, peerSamples: raw))
+    // Backlogs larger than memory: resident memory, and throughput behind the backlog.
+    let backlog = min(max(n, 20_000), 1_000_000)
+    let memoryScenario = "durable: \(backlog) waiting × 1 KiB, resident memory"
+    if selected(memoryScenario) {
+        var paged: [Double] = []
+        var unpaged: [Double] = []
+        for round in 1...max(rounds / 2, 1) {
+            paged.append(try Memory.measure("durable-backlog", count: backlog))
+            if !options.openQOnly { unpaged.append(try Memory.measure("durable-backlog-unpaged", count: backlog)) }
+            log("  durable backlog memory: round \(round)")
+        }
+        rows.append(
+            Row(
+                scenario: memoryScenario, unit: "MiB", higherIsBetter: false,
+                peer: "the same, all in memory (no paging)", openQ: paged, peerSamples: unpaged))
+    }
+    rows += try await compare(
+        "durable: publish→receive→batch ack behind \(backlog) waiting, FULL", count: count,
+        rounds: max(rounds / 2, 1), openQ: Durable.publishReceiveAck(behind: backlog),
+        peers: [("the same on an empty topic", Durable.publishReceiveAck)])
     let recoveryCount = min(max(n, 10_000), 1_000_000)
-    var recovery: [Double] = []
-    for round in 1...max(rounds / 2, 1) {
-        recovery.append(try await Durable.recoverySeconds(count: recoveryCount))
-        log("  durable recovery: round \(round)")
+    let recoveryScenario = "durable: reopen \(recoveryCount) waiting (16 B) → first delivery"
+    if selected(recoveryScenario) {
+        var recovery: [Double] = []
+        for round in 1...max(rounds / 2, 1) {
+            recovery.append(try await Durable.recoverySeconds(count: recoveryCount))
+            log("  durable recovery: round \(round)")
+        }
+        rows.append(
+            Row(
+                scenario: recoveryScenario, unit: "s", higherIsBetter: false, peer: "–", openQ: recovery,
+                peerSamples: []))
     }
-    rows.append(
-        Row(
-            scenario: "durable: reopen \(recoveryCount) waiting (16 B) → first delivery", unit: "s",
-            higherIsBetter: false,
-            peer: "–", openQ: recovery, peerSamples: []))
     return rows
 }

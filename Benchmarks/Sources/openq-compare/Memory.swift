@@ -13,6 +13,10 @@ enum Memory {
     /// Runs in the probe process: holds `count` messages and prints the resident growth per message.
     static func probe(_ kind: String, count: Int) async throws {
         var keepAlive: [Any] = []
+        if kind.hasPrefix("durable-backlog") {
+            try await Durable.backlogProbe(count: count, paged: kind == "durable-backlog")
+            return
+        }
         let before = residentBytes()
         switch kind {
         case "openq":

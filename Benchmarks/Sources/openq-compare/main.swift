@@ -135,6 +135,12 @@ extension Duration {
 }
 
 /// Runs OpenQ and its peers alternately, `rounds` times, and makes one row per peer.
+/// Whether a row of a group is asked for (`--only` names the group, or part of the row).
+func selected(_ scenario: String) -> Bool {
+    guard let only = options.only, !wholeGroup else { return true }
+    return scenario.contains(only) || only.contains(scenario)
+}
+
 func compare(
     _ scenario: String,
     count: Int,
@@ -143,7 +149,7 @@ func compare(
     openQ: Run,
     peers: [(String, Run)]
 ) async throws -> [Row] {
-    if let only = options.only, !wholeGroup, !scenario.contains(only), !only.contains(scenario) { return [] }
+    guard selected(scenario) else { return [] }
     var openQSamples: [Double] = []
     let peers = options.openQOnly ? [] : peers.filter { options.peer.map($0.0.contains) ?? true }
     var peerSamples = Array(repeating: [Double](), count: peers.count)
