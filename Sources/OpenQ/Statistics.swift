@@ -92,7 +92,8 @@ public struct TopicStatistics: Hashable, Sendable {
     public var rejected: Int
     /// Accepted messages that found no subscription (kept only by retention, if any).
     public var unrouted: Int
-    /// Messages kept for replay.
+    /// Messages kept for replay. For a durable topic, the history its store keeps by the
+    /// retention count (messages past the retention age go at the store's next commit).
     public var retained: Int
     /// Publishers waiting for room (policy `suspend`).
     public var suspendedPublishers: Int

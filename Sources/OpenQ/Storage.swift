@@ -160,6 +160,9 @@ package protocol DurableStore: AnyObject, Sendable {
     /// up to `request.limit` copies of the subscription of priority `request.priority` that were
     /// never delivered, from sequence number `request.from` on, in sequence order.
     func readPage(topic: String, _ request: PageInRequest) async throws(OpenQError) -> [StoredMessageRow]
+    /// The copies a replay put into a subscription (sequence numbers below `before`, never
+    /// delivered), by priority level: what the subscription then pages in.
+    func replayedLevels(topic: String, subscription: String, before: UInt64) async throws(OpenQError) -> [StoredLevel]
     /// The first message id that no stored message used: ids continue after a restart.
     var nextMessageID: UInt64 { get }
     /// Commits what is pending and releases the file (and its ownership).
@@ -196,6 +199,13 @@ package enum JournalEntry: Sendable {
     case purgedStored(subscription: String)
     /// Sequence numbers up to `next - 1` are used (messages no named subscription keeps).
     case sequenceUsed(next: UInt64)
+    /// A durable topic with retention published: keep the latest `keepLast` messages (`nil`: no
+    /// bound by count) published since `publishedSince` (`nil`: no bound by age); older messages
+    /// that no subscription holds go, in one range.
+    case retained(keepLast: Int?, publishedSince: Date?)
+    /// Retained messages from `fromSequence`, published since `publishedSince`, up to `before`,
+    /// are copied into a subscription (a replay: its creation at a position in the past, or a seek).
+    case replayed(subscription: String, fromSequence: UInt64, publishedSince: Date?, before: UInt64)
     /// The topic's configuration changed while it ran (its dead-letter policy).
     case topicConfigured(TopicConfiguration)
 }
@@ -236,6 +246,8 @@ package struct RecoveredTopic: Sendable {
     package var subscriptions: [RecoveredSubscription]
     /// How many of the topic's payloads the quarantine holds already.
     package var quarantined: Int
+    /// The first sequence number the topic's retention still keeps (1: everything, or none).
+    package var retainedSince: UInt64 = 1
 
     package init(
         nextSequence: UInt64, messages: [StoredMessageRow], subscriptions: [RecoveredSubscription], quarantined: Int

@@ -162,6 +162,8 @@ public struct Subscription<Payload: Sendable>: Sendable {
         let enqueued = try handle.storage.withState { state, now in state.seek(handle.id, to: position, now: now) }
             .get()
         try await handle.storage.syncJournal(since: mark)
+        // A durable topic replays from its store.
+        if handle.storage.isDurable { return try await handle.storage.completeReplay(handle.id) }
         return enqueued
     }
 

@@ -130,13 +130,23 @@ public struct Topic<Payload: Sendable>: Sendable {
     ///   - backlog: a bound of its own, so a slow reader does not hold back others.
     ///   - prefetch: messages taken per wake-up. At least 1. Default 256.
     /// - Throws: ``OpenQError/Code/invalidConfiguration`` for a prefetch below 1 or a bad
-    ///   backlog; ``OpenQError/Code/shutDown`` after shutdown or deletion.
+    ///   backlog; ``OpenQError/Code/shutDown`` after shutdown or deletion;
+    ///   ``OpenQError/Code/unsupportedOperation`` for a position other than `latest` on a durable
+    ///   topic (its history is in the store: replay it with a named subscription,
+    ///   ``subscription(_:acknowledgement:startingAt:backlog:)``).
     public nonisolated(nonsending) func subscribe(
         startingAt start: StartPosition = .latest,
         backlog: BacklogLimit? = nil,
         prefetch: Int = 256
     ) async throws -> MessageStream<Payload> {
         try validatePrefetch(prefetch)
+        if storage.isDurable, start != .latest {
+            throw OpenQError(
+                .unsupportedOperation,
+                "A stream of durable topic '\(name)' cannot replay its retained messages (they are in the store, and "
+                    + "a stream is not journaled); create a named subscription with startingAt:, which reads them "
+                    + "back in pages.")
+        }
         let configuration = SubscriptionConfiguration(acknowledgement: .automatic, start: start, backlog: backlog)
         let handle = try SubscriptionHandle.anonymous(on: storage, configuration: configuration)
         return MessageStream(source: StreamSource(handle, configuration: configuration), prefetch: prefetch)
@@ -171,6 +181,8 @@ public struct Topic<Payload: Sendable>: Sendable {
         let mark = storage.journalMark
         let id = try storage.ensureSubscription(name, configuration: configuration)
         try await storage.syncJournal(since: mark)
+        // A durable topic replays retained messages from its store.
+        if storage.isDurable { _ = try await storage.completeReplay(id) }
         return Subscription(handle: SubscriptionHandle(storage: storage, id: id, removeWhenReleased: false), name: name)
     }
 

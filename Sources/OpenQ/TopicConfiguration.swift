@@ -144,6 +144,12 @@ public struct RetryBackoff: Hashable, Sendable, Codable {
 ///
 /// Without retention (the default) a topic forgets a message once every subscription is done
 /// with it, and new subscriptions start at the next message published.
+///
+/// A durable topic keeps its retained history in its store, not in memory: a named subscription
+/// created at a position in the past (or sought there) gets the retained messages copied in by one
+/// statement and reads them back in pages, after a restart too and however long the history. Each
+/// publish moves the retention bound and deletes the messages that fell out of it, and that no
+/// subscription holds, in one statement over that range.
 public struct Retention: Hashable, Sendable, Codable {
     /// Keep at most this many of the latest messages; `nil` for no bound by count.
     public var count: Int?
@@ -163,7 +169,7 @@ public struct Retention: Hashable, Sendable, Codable {
     /// Keep messages published in the last `age`.
     public static func age(_ age: Duration) -> Self { Self(count: nil, age: age) }
 
-    var isEnabled: Bool { count != 0 }
+    package var isEnabled: Bool { count != 0 }
 }
 
 /// Whether a topic's messages survive the process.
@@ -272,11 +278,6 @@ public struct TopicConfiguration: Hashable, Sendable, Codable {
             throw .invalidConfiguration("Retention age must be positive; it was \(age).")
         }
         try Self.validate(metadata: metadata)
-        if durability == .durable, retention.isEnabled {
-            throw .invalidConfiguration(
-                "A durable topic cannot retain messages for replay yet (retention is in memory only); "
-                    + "use Retention.none, or an in-memory topic.")
-        }
     }
 }
 

@@ -29,6 +29,7 @@ extension SQLiteStore {
         var highestID: UInt64 = 0
         var released: [UInt64] = []
         var sweep = false
+        var retention: (keepLast: Int?, publishedSince: Date?)?
         for entry in entries {
             switch entry {
             case .message(let row):
@@ -110,6 +111,22 @@ extension SQLiteStore {
                 sweep = true
             case .sequenceUsed(let next):
                 highestSequence = max(highestSequence, next - 1)
+            case .retained(let keepLast, let publishedSince):
+                retention = (keepLast, publishedSince)
+            case .replayed(let subscription, let fromSequence, let publishedSince, let before):
+                // One statement, however long the history: the subscription pages it in.
+                try db.execute(
+                    sql: """
+                        INSERT OR IGNORE INTO copies (topic, subscription, sequence, attempts, visible_at_ms, last_error)
+                        SELECT topic, ?2, sequence, 0, NULL, NULL FROM messages
+                        WHERE topic = ?1
+                            AND sequence >= max(?3, coalesce((SELECT retain_from FROM topics WHERE name = ?1), 1))
+                            AND sequence < ?4 AND (?5 IS NULL OR published_at >= ?5)
+                        """,
+                    arguments: [
+                        topic, subscription, Int64(bitPattern: fromSequence), Int64(bitPattern: before),
+                        publishedSince?.timeIntervalSinceReferenceDate,
+                    ])
             case .topicConfigured(let configuration):
                 try db.execute(
                     sql: "UPDATE topics SET configuration = ? WHERE name = ?",
@@ -120,7 +137,7 @@ extension SQLiteStore {
             // A message goes with its last copy.
             let statement = try db.cachedStatement(
                 sql: """
-                    DELETE FROM messages WHERE topic = ?1 AND sequence = ?2
+                    DELETE FROM messages WHERE topic = ?1 AND sequence = ?2 AND \(Schema.beyondRetention)
                     AND NOT EXISTS (
                         SELECT 1 FROM copies WHERE copies.topic = ?1 AND copies.sequence = ?2
                         AND copies.subscription IN (SELECT name FROM subscriptions WHERE subscriptions.topic = ?1))
@@ -140,13 +157,53 @@ extension SQLiteStore {
                 sql: "UPDATE store_state SET value = max(value, ?) WHERE key = 'next_message_id'"
             ).execute(arguments: [Int64(bitPattern: highestID + 1)])
         }
+        if let retention {
+            try applyRetention(of: topic, keepLast: retention.keepLast, since: retention.publishedSince, in: db)
+        }
+    }
+
+    /// Moves a topic's retention bound past the messages it no longer keeps (by count, then by
+    /// age: the first message published since `since`), and deletes the ones no copy holds, in
+    /// one statement over that range. Held ones go later, with their last copy.
+    static func applyRetention(of topic: String, keepLast: Int?, since: Date?, in db: Database) throws {
+        guard
+            let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT next_sequence, retain_from FROM topics WHERE name = ?"),
+                arguments: [topic]),
+            let from = row["retain_from"] as Int64?
+        else { return }
+        let next: Int64 = row["next_sequence"]
+        var floor = from
+        if let keepLast { floor = max(floor, next - Int64(keepLast)) }
+        if let since {
+            let young = try Int64.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT sequence FROM messages WHERE topic = ? AND sequence >= ? AND published_at >= ?
+                        ORDER BY sequence LIMIT 1
+                        """),
+                arguments: [topic, floor, since.timeIntervalSinceReferenceDate])
+            floor = max(floor, young ?? next)
+        }
+        guard floor > from else { return }
+        try db.cachedStatement(
+            sql: """
+                DELETE FROM messages WHERE topic = ?1 AND sequence >= ?2 AND sequence < ?3
+                AND NOT EXISTS (
+                    SELECT 1 FROM copies WHERE copies.topic = ?1 AND copies.sequence = messages.sequence
+                    AND copies.subscription IN (SELECT name FROM subscriptions WHERE subscriptions.topic = ?1))
+                """
+        ).execute(arguments: [topic, from, floor])
+        try db.cachedStatement(sql: "UPDATE topics SET retain_from = ? WHERE name = ?").execute(arguments: [
+            floor, topic,
+        ])
     }
 
     /// Deletes the messages of `topic` that no subscription holds any more.
     static func deleteUnheldMessages(of topic: String, in db: Database) throws {
         try db.execute(
             sql: """
-                DELETE FROM messages WHERE topic = ?1
+                DELETE FROM messages WHERE topic = ?1 AND \(Schema.beyondRetention)
                 AND NOT EXISTS (
                     SELECT 1 FROM copies WHERE copies.topic = ?1 AND copies.sequence = messages.sequence
                     AND copies.subscription IN (SELECT name FROM subscriptions WHERE subscriptions.topic = ?1))

@@ -20,12 +20,17 @@ extension SQLiteStore {
             return try await pool.write { db -> RecoveredTopic in
                 guard
                     let topic = try Row.fetchOne(
-                        db, sql: "SELECT payload_type, configuration, next_sequence FROM topics WHERE name = ?",
+                        db,
+                        sql:
+                            "SELECT payload_type, configuration, next_sequence, retain_from FROM topics WHERE name = ?",
                         arguments: [name])
                 else {
                     try db.execute(
-                        sql: "INSERT INTO topics (name, payload_type, configuration) VALUES (?, ?, ?)",
-                        arguments: [name, payloadType, try JSON.encode(configuration)])
+                        sql: "INSERT INTO topics (name, payload_type, configuration, retain_from) VALUES (?, ?, ?, ?)",
+                        arguments: [
+                            name, payloadType, try JSON.encode(configuration),
+                            configuration.retention.isEnabled ? 1 : nil,
+                        ])
                     return RecoveredTopic(nextSequence: 1, messages: [], subscriptions: [], quarantined: 0)
                 }
                 let storedType: String = topic["payload_type"]
@@ -63,9 +68,11 @@ extension SQLiteStore {
                 let messages = try Self.messages(of: name, sequences: needed, in: db)
                 let quarantined =
                     try Int.fetchOne(db, sql: "SELECT count(*) FROM quarantine WHERE topic = ?", arguments: [name]) ?? 0
-                return RecoveredTopic(
+                var recovered = RecoveredTopic(
                     nextSequence: UInt64(bitPattern: topic["next_sequence"]), messages: messages,
                     subscriptions: subscriptions, quarantined: quarantined)
+                recovered.retainedSince = (topic["retain_from"] as Int64?).map { UInt64(bitPattern: $0) } ?? 1
+                return recovered
             }
         } catch let error as OpenQError {
             throw error
@@ -171,6 +178,31 @@ extension SQLiteStore {
             originTopic: row["origin_topic"],
             originSequence: (row["origin_sequence"] as Int64?).map { UInt64(bitPattern: $0) },
             originPublishedAt: (row["origin_published_at"] as Double?).map { Date(timeIntervalSinceReferenceDate: $0) })
+    }
+
+    package func replayedLevels(
+        topic: String, subscription: String, before: UInt64
+    ) async throws(OpenQError) -> [StoredLevel] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT m.priority AS priority, count(*) AS count, min(c.sequence) AS first
+                        FROM copies c JOIN messages m ON m.topic = c.topic AND m.sequence = c.sequence
+                        WHERE c.topic = ? AND c.subscription = ? AND c.sequence < ? AND c.attempts = 0
+                            AND c.visible_at_ms IS NULL
+                        GROUP BY m.priority ORDER BY m.priority DESC
+                        """,
+                    arguments: [topic, subscription, Int64(bitPattern: before)]
+                ).map { row in
+                    StoredLevel(
+                        priority: row["priority"], from: UInt64(bitPattern: row["first"]), count: row["count"])
+                }
+            }
+        } catch {
+            throw OpenQError.storageFailure(error)
+        }
     }
 
     package func readPage(topic: String, _ request: PageInRequest) async throws(OpenQError) -> [StoredMessageRow] {

@@ -121,6 +121,19 @@ enum Schema {
                 table.add(column: "first_delivered_at_ms", .integer)
             }
         }
+        // A durable topic with retention keeps its history in `messages`: the messages from
+        // `retain_from` on stay after their last copy went (NULL: no retention, a message goes
+        // with its last copy).
+        migrator.registerMigration("v3: retention") { db in
+            try db.alter(table: "topics") { table in
+                table.add(column: "retain_from", .integer)
+            }
+        }
         return migrator
     }
+
+    /// The condition under which a message of topic `?1` no copy holds may go: it is older than
+    /// what the topic's retention keeps.
+    static let beyondRetention =
+        "sequence < coalesce((SELECT retain_from FROM topics WHERE name = ?1), 9223372036854775807)"
 }

@@ -75,8 +75,10 @@ guard arguments.count >= 4 else {
 }
 let path = arguments[1]
 
-/// The traffic's topic: a capacity far above any resident limit, so that a backlog pages.
-let jobsConfiguration = TopicConfiguration(capacity: 1_000_000, deadLetter: .after(deliveries: 4), durability: .durable)
+/// The traffic's topic: a capacity far above any resident limit, so that a backlog pages, and a
+/// retained history, so that every publish's commit deletes the range that fell out of it.
+let jobsConfiguration = TopicConfiguration(
+    capacity: 1_000_000, deadLetter: .after(deliveries: 4), retention: .count(200), durability: .durable)
 
 do {
     let resident = arguments.count > 5 ? Int(arguments[5]) ?? 10_000 : 10_000

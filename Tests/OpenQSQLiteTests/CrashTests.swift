@@ -199,6 +199,23 @@ func storedCopies(_ path: String) throws -> [(id: Int, topic: String, attempts: 
     }
 }
 
+/// The messages of topic `jobs` that no copy holds (its retained history), and the retention bound.
+func retainedHistory(_ path: String) throws -> (unheld: Int, retainFrom: Int, next: Int) {
+    let database = try DatabaseQueue(path: path)
+    defer { try? database.close() }
+    return try database.read { db in
+        let unheld =
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT count(*) FROM messages m WHERE m.topic = 'jobs' AND NOT EXISTS (
+                        SELECT 1 FROM copies c WHERE c.topic = m.topic AND c.sequence = m.sequence)
+                    """) ?? -1
+        let row = try Row.fetchOne(db, sql: "SELECT retain_from, next_sequence FROM topics WHERE name = 'jobs'")
+        return (unheld, row?["retain_from"] ?? -1, row?["next_sequence"] ?? -1)
+    }
+}
+
 @Suite("Crash tests: kill -9 at random moments, then check the store", .serialized)
 struct CrashTests {
     /// At least 50 kills across publish, receive, ack, nack, reject (dead-letter), expiry and
@@ -227,6 +244,11 @@ struct CrashTests {
                     let lines = child.kill()
                     return (lines, try storedCopies(path))
                 }
+                // Retention (the latest 200): every commit that published also deleted the range
+                // that fell out of it, so the history never holds more, whenever the kill came.
+                let history = try retainedHistory(path)
+                #expect(history.unheld <= 200, "round \(round): \(history.unheld) unheld messages kept")
+                #expect(history.retainFrom >= max(1, history.next - 200), "round \(round): retention bound \(history)")
                 try promises.read(lines)
                 for copy in copies where copy.topic == "jobs.dlq" || copy.attempts >= 4 {
                     promises.maybeDead.insert(copy.id)

@@ -297,6 +297,29 @@ struct PagingTests {
         }
     }
 
+    /// A redriven message keeps its old sequence number: while its subscription pages, it waits
+    /// in the store by number, never as the start of a range (a range from an old sequence number
+    /// would take in the newer messages memory holds, and deliver them twice: found by the crash
+    /// tests).
+    @Test func redrivenMessages_intoAPagingSubscription_comeBackOnce() async throws {
+        try await withTemporaryDirectory { directory in
+            let queue = try await openPagingBroker(directory + "/openq.sqlite", resident: 4)
+            let configuration = TopicConfiguration(
+                capacity: 1_000_000, deadLetter: .after(deliveries: 1, capacity: 1_000_000), durability: .durable)
+            let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: configuration)
+            let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .seconds(60)))
+            for id in 1...30 { try await jobs.publish(Blob(id: id)) }
+            for delivery in try await work.receive(max: 2) { try await delivery.reject(reason: "test") }
+            #expect(try await queue.redrive(from: "jobs.dlq") == 2)
+            let statistics = try work.statistics()
+            #expect(statistics.depth == 30 && statistics.isBalanced)
+            let ids = try await receiveAll(work, max: 3)
+            #expect(ids.sorted() == Array(1...30), "\(ids)")
+            #expect(Set(ids).count == ids.count)
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+
     @Test func aStoreWithTooSmallAResidentLimit_isRefused() async throws {
         try await withTemporaryDirectory { directory in
             let error = await #expect(throws: OpenQError.self) {

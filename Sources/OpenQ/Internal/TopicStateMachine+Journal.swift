@@ -48,7 +48,7 @@ extension TopicStateMachine {
     @inline(never)
     mutating func journalMessages(of request: PublishRequest) {
         guard journal != nil else { return }
-        guard hasNamedSubscription else {
+        guard hasNamedSubscription || configuration.retention.isEnabled else {
             journal!.entries.append(.sequenceUsed(next: nextSequence))
             return
         }
@@ -62,6 +62,19 @@ extension TopicStateMachine {
             let bytes = encoded?[index] ?? (try? journal!.encode(record, index)) ?? []
             journal!.entries.append(.message(row(of: StoredMessage(record, index: index), payload: bytes)))
         }
+    }
+
+    /// Records the retention bound after a publish: the store keeps the latest messages by count
+    /// and age (the messages table is the retained history of a durable topic) and deletes older
+    /// ones in one range. The bound by count is also kept here, for statistics.
+    @inline(never)
+    mutating func journalRetention(now: Duration) {
+        let retention = configuration.retention
+        if let count = retention.count {
+            retainedSince = Swift.max(retainedSince, nextSequence > UInt64(count) ? nextSequence - UInt64(count) : 1)
+        }
+        journal!.entries.append(
+            .retained(keepLast: retention.count, publishedSince: retention.age.map { date(at: now - $0) }))
     }
 
     /// Records a message whose bytes must be encoded now (a redrive, a returned copy).

@@ -48,6 +48,8 @@ extension TopicStateMachine {
         let before = subscription.counters.routed
         replay(into: &subscription, from: position, now: now)
         subscriptions[index] = subscription
+        // A durable topic's history is in its store: the replay is counted once it is committed.
+        if _slowPath(journal != nil) { journalReplay(index, from: position, now: now) }
         serveWaiters(index, now: now, effects: &effects)
         serveBlockedPublishers(now: now, effects: &effects)
         return (.success(subscriptions[index].counters.routed - before), effects)
@@ -145,7 +147,7 @@ extension TopicStateMachine {
     /// a paging subscription keeps its bound and its priority order).
     private mutating func admitRestored(_ message: StoredMessage, into index: Int) {
         if _slowPath(journal != nil), pages(index) {
-            admit(message, into: index)
+            admit(message, into: index, restored: true)
         } else {
             subscriptions[index].ready.append(message)
         }

@@ -1,5 +1,11 @@
 import DequeModule
 
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
 /// Paging: a named subscription of a durable topic keeps at most ``TopicStateMachine/residentLimit``
 /// messages waiting for their first delivery in memory; the others wait in the store only, and
 /// are read back in pages, in delivery order, as consumers drain the ones in memory.
@@ -46,12 +52,36 @@ extension TopicStateMachine {
         var reading = false
         /// Bumped when stored copies go other than by paging in (purge, seek).
         var generation: UInt64 = 0
+        /// A replay of retained messages was journaled (a subscription created at a position in
+        /// the past, or a seek) and its copies are not counted yet: until they are
+        /// (``mergeReplayed(_:)``), every new message waits in the store behind them and nothing
+        /// is paged in.
+        var replayPending = false
+        /// The replay pending copies messages below this sequence number.
+        var replayBefore: UInt64 = 0
 
         /// Whether a new message of `priority` must wait in the store: a level at or above it has
-        /// stored messages.
+        /// stored messages (or a replay is about to put older ones there).
         func holdsLevel(atLeast priority: Int) -> Bool {
+            if replayPending { return true }
             guard let first = levels.first else { return false }
             return first.priority >= priority
+        }
+
+        /// Counts the copies a replay put in the store (all older than any message stored since):
+        /// each level now starts at its replayed messages.
+        mutating func mergeReplayed(_ replayed: [StoredLevel]) {
+            for level in replayed where level.count > 0 {
+                let index = levelIndex(level.priority)
+                if index < levels.count, levels[index].priority == level.priority {
+                    levels[index].from = Swift.min(levels[index].from, level.from)
+                    levels[index].rangeCount += level.count
+                } else {
+                    levels.insert(Level(priority: level.priority, from: level.from, rangeCount: level.count), at: index)
+                }
+                stored += level.count
+            }
+            replayPending = false
         }
 
         /// A new message of `priority` waits in the store.
@@ -80,7 +110,7 @@ extension TopicStateMachine {
 
         /// The next page to read: the most urgent level's evicted messages first, then its range.
         func nextPage(limit: Int) -> (priority: Int, sequences: [UInt64], from: UInt64, limit: Int)? {
-            guard let level = levels.first, limit > 0 else { return nil }
+            guard !replayPending, let level = levels.first, limit > 0 else { return nil }
             if !level.evicted.isEmpty {
                 return (level.priority, Array(level.evicted.prefix(limit)), level.from, 0)
             }
@@ -128,6 +158,7 @@ extension TopicStateMachine {
             levels = []
             stored = 0
             reading = false
+            replayPending = false
             generation += 1
             return removed
         }
@@ -153,15 +184,25 @@ extension TopicStateMachine {
 
     /// Puts a message that is visible now into a paging subscription: into memory, or into the
     /// store only (see the type's documentation). Its copy is journaled by the caller either way.
-    mutating func admit(_ message: StoredMessage, into index: Int) {
+    /// - Parameter restored: the message keeps an older sequence number (a redrive, a dead letter
+    ///   kept): in the store it is remembered by number, never by a range that starts at it (a
+    ///   range from an old sequence number would take in the newer messages memory holds).
+    mutating func admit(_ message: StoredMessage, into index: Int, restored: Bool = false) {
         let priority = message.priority
+        func store() {
+            if restored {
+                subscriptions[index].paging.evict(message.sequenceNumber, priority: priority)
+            } else {
+                subscriptions[index].paging.store(message.sequenceNumber, priority: priority)
+            }
+        }
         if subscriptions[index].paging.holdsLevel(atLeast: priority) {
-            subscriptions[index].paging.store(message.sequenceNumber, priority: priority)
+            store()
             return
         }
         if subscriptions[index].ready.count >= residentLimit {
             guard let evicted = subscriptions[index].ready.popNewest(below: priority) else {
-                subscriptions[index].paging.store(message.sequenceNumber, priority: priority)
+                store()
                 return
             }
             subscriptions[index].paging.evict(evicted.sequenceNumber, priority: evicted.priority)
@@ -228,6 +269,54 @@ extension TopicStateMachine {
             subscriptions[index].paging.generation == request.generation
         else { return }
         subscriptions[index].paging.reading = false
+    }
+
+    // MARK: Replay from the store
+
+    /// Starts a replay of a durable topic's retained messages into a named subscription (created
+    /// at a position in the past, or sought): the store copies them into the subscription in one
+    /// statement, and ``replayCounted(_:levels:now:)`` counts them once that is committed.
+    mutating func journalReplay(_ index: Int, from position: StartPosition, now: Duration) {
+        guard isJournaled(index), configuration.retention.isEnabled, position != .latest else { return }
+        var fromSequence: UInt64 = 1
+        var since: Date?
+        switch position {
+        case .latest: return
+        case .earliest: break
+        case .sequenceNumber(let first): fromSequence = first
+        case .time(let time): since = time
+        }
+        if let age = configuration.retention.age {
+            let cutoff = date(at: now - age)
+            since = since.map { Swift.max($0, cutoff) } ?? cutoff
+        }
+        subscriptions[index].paging.replayPending = true
+        subscriptions[index].paging.replayBefore = nextSequence
+        journal!.entries.append(
+            .replayed(
+                subscription: subscriptions[index].name, fromSequence: fromSequence, publishedSince: since,
+                before: nextSequence))
+    }
+
+    /// The subscription's name and the bound of its replay, while it waits for the replay to be
+    /// counted.
+    func pendingReplay(_ id: SubscriptionID) -> (name: String, before: UInt64)? {
+        guard let index = index(of: id), subscriptions[index].paging.replayPending else { return nil }
+        return (subscriptions[index].name, subscriptions[index].paging.replayBefore)
+    }
+
+    /// The store committed a replay's copies and counted them (by priority level): they wait in
+    /// the store, ahead of everything published since, and are paged in like any backlog.
+    /// - Returns: how many messages the replay enqueued.
+    mutating func replayCounted(_ id: SubscriptionID, levels: [StoredLevel], now: Duration) -> (Int, Effects) {
+        var effects = Effects()
+        guard let index = index(of: id), subscriptions[index].paging.replayPending else { return (0, effects) }
+        let count = levels.reduce(0) { $0 + $1.count }
+        subscriptions[index].paging.mergeReplayed(levels)
+        subscriptions[index].counters.routed += count
+        requestPageInIfNeeded(index)
+        serveWaiters(index, now: now, effects: &effects)
+        return (count, effects)
     }
 
     /// Asks for a page for every paging subscription that needs one (after recovery, or after a

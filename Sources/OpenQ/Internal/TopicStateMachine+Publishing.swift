@@ -216,7 +216,12 @@ extension TopicStateMachine {
             counters.published += count
             if _slowPath(journal != nil) { journalMessages(of: request) }
             if configuration.retention.isEnabled {
-                for index in 0..<count { retain(StoredMessage(record, index: index), now: now) }
+                // A durable topic retains in its store (see `journalRetention`), not in memory.
+                if _slowPath(journal != nil) {
+                    journalRetention(now: now)
+                } else {
+                    for index in 0..<count { retain(StoredMessage(record, index: index), now: now) }
+                }
             }
             if subscriptions.isEmpty {
                 counters.unrouted += count
@@ -281,7 +286,7 @@ extension TopicStateMachine {
         effects: inout Effects
     ) {
         if !pages(index)
-            || (subscriptions[index].paging.stored == 0
+            || (subscriptions[index].paging.stored == 0 && !subscriptions[index].paging.replayPending
                 && subscriptions[index].ready.count + run.count <= residentLimit)
         {
             if route(run, into: index, delay: delay, now: now, receipt: &receipt, effects: &effects) {

@@ -39,7 +39,8 @@ extension TopicStateMachine {
             published: counters.published,
             rejected: counters.rejected,
             unrouted: counters.unrouted,
-            retained: retained.count,
+            retained: journal != nil && configuration.retention.isEnabled
+                ? Int(nextSequence - Swift.min(retainedSince, nextSequence)) : retained.count,
             suspendedPublishers: blockedPublishers.count,
             totals: totals,
             subscriptions: subscriptionStatistics,

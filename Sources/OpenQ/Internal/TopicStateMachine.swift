@@ -246,6 +246,9 @@ struct TopicStateMachine {
     /// topic keeps in memory; the others wait in the store (`TopicStateMachine+Paging`). `.max`:
     /// all (in-memory topics).
     var residentLimit = Int.max
+    /// A durable topic's first retained sequence number by the retention count (its store keeps
+    /// the history: statistics only).
+    var retainedSince: UInt64 = 1
     /// Who waits for a subscription to drain (``Subscription/waitUntilDrained()``).
     var drainWaiters: [UInt64: DrainWaiter] = [:]
     var cancelledDrainWaiters: Set<UInt64> = []
@@ -331,6 +334,8 @@ struct TopicStateMachine {
         subscriptions.append(subscription)
         if _slowPath(journal != nil), !isAnonymous {
             journal!.entries.append(.subscriptionCreated(name: name, configuration: configuration))
+            // A durable topic's history is in its store: the replay happens there.
+            journalReplay(subscriptions.count - 1, from: configuration.start, now: now)
         }
         return .success(id)
     }

@@ -83,6 +83,19 @@ extension TopicStorage {
     }
 }
 
+// MARK: Replay from the store
+
+extension TopicStorage {
+    /// Counts what a journaled replay put into a subscription of a durable topic, once it is
+    /// committed (the caller synced), so the subscription pages it in. Nothing to do otherwise.
+    /// - Returns: how many messages the replay enqueued.
+    func completeReplay(_ id: SubscriptionID) async throws(OpenQError) -> Int {
+        guard let store, let (subscription, before) = state.withLock({ $0.pendingReplay(id) }) else { return 0 }
+        let levels = try await store.replayedLevels(topic: name, subscription: subscription, before: before)
+        return withState { state, now in state.replayCounted(id, levels: levels, now: now) }
+    }
+}
+
 // MARK: Paging
 
 extension TopicStorage {
@@ -146,6 +159,7 @@ extension TopicStorage {
         let quarantined = recovered.quarantined + undecodable.count
         withState { state, now in
             state.counters.quarantined = quarantined
+            state.retainedSince = recovered.retainedSince
             return ((), state.recover(nextSequence: recovered.nextSequence, subscriptions: subscriptions, now: now))
         }
         // Subscriptions whose messages mostly wait in the store read their first pages.
