@@ -292,8 +292,15 @@ struct PagingTests {
             let unpaged = try await measure(resident: 1_000_000)
             #expect(paged.pagedOut == 19_900 && paged.depth == 20_000 && unpaged.depth == 20_000)
             #expect(unpaged.publish > 20 * mebibyte, "the measure sees the payloads: \(unpaged.publish / mebibyte) MiB")
-            #expect(paged.publish < 12 * mebibyte, "publishing: \(paged.publish / mebibyte) MiB")
-            #expect(paged.reopen < 12 * mebibyte, "reopening: \(paged.reopen / mebibyte) MiB")
+            // Paging keeps a fraction of what keeping everything costs, whatever the build.
+            #expect(paged.publish * 3 < unpaged.publish, "publishing: \(paged.publish) against \(unpaged.publish)")
+            #expect(paged.reopen * 3 < unpaged.reopen, "reopening: \(paged.reopen) against \(unpaged.reopen)")
+            // The absolute bound, where resident memory is the program's own: ThreadSanitizer's
+            // shadow memory (CI's TSan pass sets TSAN_OPTIONS) doubles and more every allocation.
+            if ProcessInfo.processInfo.environment["TSAN_OPTIONS"] == nil {
+                #expect(paged.publish < 12 * mebibyte, "publishing: \(paged.publish / mebibyte) MiB")
+                #expect(paged.reopen < 12 * mebibyte, "reopening: \(paged.reopen / mebibyte) MiB")
+            }
         }
     }
 

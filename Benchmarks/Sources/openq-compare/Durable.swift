@@ -120,6 +120,37 @@ enum Durable {
         return (elapsed, count)
     }
 
+    /// A replay of `count` retained 16-byte messages from the file: a topic that retains
+    /// everything gets them published (before the clock starts), then a named subscription
+    /// created at `.earliest` receives and acknowledges them all in batches of 1 000, paged in
+    /// through the default 10 000 resident messages.
+    static let replay: Run = { count in
+        let directory = try directory()
+        let queue = try await MessageQueue(
+            storage: .sqlite(path: directory + "/openq.sqlite", durability: .processCrash),
+            configuration: .init(metricsInterval: nil), logger: logger)
+        let topic = try await queue.createTopic(
+            "bench", of: [UInt8].self,
+            configuration: .init(
+                capacity: 10_000_000, deadLetter: .disabled, retention: Retention(count: nil, age: nil),
+                durability: .durable))
+        for first in stride(from: 0, to: count, by: 1_000) {
+            try await topic.publish(contentsOf: Array(repeating: smallPayload, count: min(1_000, count - first)))
+        }
+        let start = ContinuousClock.now
+        let audit = try await topic.subscription("audit", startingAt: .earliest)
+        var received = 0
+        while received < count {
+            let deliveries = try await audit.receive(max: 1_000, waitingUpTo: .seconds(5))
+            precondition(!deliveries.isEmpty, "the replay stopped at \(received)")
+            _ = await audit.ack(deliveries)
+            received += deliveries.count
+        }
+        let elapsed = ContinuousClock.now - start
+        await finish(queue, directory)
+        return (elapsed, count)
+    }
+
     /// Runs in a probe process (`--memory-probe durable-backlog[-unpaged]`): publishes `count`
     /// 1 KiB messages to a durable topic nobody consumes and prints the growth of resident memory
     /// in MiB. Paged: the default 10 000 resident messages; unpaged: all of them in memory.
@@ -307,6 +338,9 @@ func durableRows(messages n: Int, rounds: Int) async throws -> [Row] {
         "durable: publish→receive→batch ack behind \(backlog) waiting, FULL", count: count,
         rounds: max(rounds / 2, 1), openQ: Durable.publishReceiveAck(behind: backlog),
         peers: [("the same on an empty topic", Durable.publishReceiveAck)])
+    rows += try await compare(
+        "durable: replay \(backlog) retained (16 B) from the file, batches of 1000", count: backlog,
+        rounds: max(rounds / 2, 1), openQ: Durable.replay, peers: [])
     let recoveryCount = min(max(n, 10_000), 1_000_000)
     let recoveryScenario = "durable: reopen \(recoveryCount) waiting (16 B) → first delivery"
     if selected(recoveryScenario) {
