@@ -78,7 +78,7 @@ public struct OpenQError: Error, Hashable, Sendable, CustomStringConvertible {
         /// (no restart). Such a call is *in doubt*: a publish may still be delivered, an ack may
         /// still take effect. While the fault lasts, publishes and receives on durable topics are
         /// refused at once with the fault's code, before they change anything, and consumers
-        /// (``Subscription/deliveries`` and ``Consumer``s) wait; they go on by themselves when it
+        /// (``Subscription/deliveries(prefetch:)`` and ``Consumer``s) wait; they go on by themselves when it
         /// clears. ``MessageQueue/storeStatistics()`` reports the fault.
         public static let storageFailed = Self(.storageFailed)
         /// The durable store has no room: the disk is full, or the file reached its page limit.

@@ -178,7 +178,7 @@ struct PagingTests {
             #expect(early == Array(1...20))
             #expect(try await work.receive(max: 1).isEmpty)
             clock.advance(by: .seconds(10))
-            try await eventuallyTrue("the delayed message is visible") { try work.statistics().depth == 1 }
+            try await waitFor("the delayed message to be visible") { try work.statistics().depth == 1 }
             #expect(try await work.receive(max: 1).map(\.message.payload.id) == [99])
             _ = await queue.shutdown(gracePeriod: .zero)
         }
@@ -348,13 +348,4 @@ struct SeededRandom {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-}
-
-/// Waits (bounded, real time) until `condition` holds.
-func eventuallyTrue(_ what: String, _ condition: () async throws -> Bool) async throws {
-    for _ in 0..<5_000 {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(1))
-    }
-    Issue.record("timed out waiting for \(what)")
 }

@@ -97,7 +97,7 @@ enum Durable {
 
     static func measurePublishReceiveAck(count: Int, behind backlog: Int) async throws -> (Duration, Int) {
         let (queue, topic, directory) = try await topic(.powerLoss)
-        let work = try await topic.existingSubscription("work")
+        let work = try topic.existingSubscription("work")
         for first in stride(from: 0, to: backlog, by: 1_000) {
             try await topic.publish(contentsOf: Array(repeating: payload, count: min(1_000, backlog - first)))
         }

@@ -265,12 +265,24 @@ extension TopicStateMachine {
             subscriptions[index].ready.append(run)
             return true
         }
+        routeEach(run, into: index, delay: delay, now: now, receipt: &receipt, effects: &effects)
+        return false
+    }
+
+    /// Routes a run's messages one by one (each applies the overflow policy, and journals itself).
+    mutating func routeEach(
+        _ run: MessageRun,
+        into index: Int,
+        delay: Duration,
+        now: Duration,
+        receipt: inout PublishReceipt,
+        effects: inout Effects
+    ) {
         let visibleAt = delay > .zero ? now + delay : nil
         for message in run.messages {
             let pending = Pending(stored: message, attempts: 0, lastError: nil)
             route(pending, into: index, visibleAt: visibleAt, now: now, receipt: &receipt, effects: &effects)
         }
-        return false
     }
 
     /// ``route(_:into:delay:now:receipt:effects:)`` for a durable topic: journals the copies, and
@@ -294,11 +306,7 @@ extension TopicStateMachine {
             }
             return
         }
-        let visibleAt = delay > .zero ? now + delay : nil
-        for message in run.messages {
-            let pending = Pending(stored: message, attempts: 0, lastError: nil)
-            route(pending, into: index, visibleAt: visibleAt, now: now, receipt: &receipt, effects: &effects)
-        }
+        routeEach(run, into: index, delay: delay, now: now, receipt: &receipt, effects: &effects)
     }
 
     /// Puts one message into one subscription's backlog, applying its overflow policy.
