@@ -211,6 +211,7 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
         let maxLease = self.maxLease
         guard let consumer = lifecycle.withLock({ $0.consumer }) else { return }
         let mode = storage.state.withLock { $0.subscription(id)?.configuration.acknowledgement } ?? .automatic
+        var unhanded: [HandedMessage] = []
         await withTaskGroup(of: Void.self) { outer in
             if mode.tracksDeliveries {
                 outer.addTask {
@@ -223,18 +224,26 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
                     }
                 }
             }
-            await withTaskGroup(of: Void.self) { group in
+            unhanded = await withTaskGroup(of: Void.self) { group -> [HandedMessage] in
                 var running = 0
+                var unhanded: [HandedMessage] = []
                 while !Task.isCancelled {
                     if running == concurrency {
                         await group.next()
                         running -= 1
                         continue
                     }
-                    let taken =
-                        storage.isDurable
-                        ? await handle.waitCommitted(consumer: consumer, max: concurrency - running, pollTimeout: nil).0
-                        : await handle.wait(consumer: consumer, max: concurrency - running, pollTimeout: nil)
+                    let taken: WakeResult
+                    if storage.isDurable {
+                        // Outlives a fault of the store (a full disk): it waits and goes on. A
+                        // batch it gives up on (the store closed) is handed back when it ends.
+                        let (committed, failed) = await handle.waitCommittedThroughFaults(
+                            consumer: consumer, max: concurrency - running)
+                        unhanded = failed?.all ?? []
+                        taken = committed
+                    } else {
+                        taken = await handle.wait(consumer: consumer, max: concurrency - running, pollTimeout: nil)
+                    }
                     guard case .messages(let batch) = taken else { break }
                     for handed in batch.all {
                         running += 1
@@ -243,10 +252,13 @@ public final class Consumer<Payload: Sendable>: Service, Sendable {
                     }
                 }
                 await group.waitForAll()
+                return unhanded
             }
             outer.cancelAll()
         }
-        storage.withState { state, now in ((), state.consumerEnded(id, consumer: consumer, unhanded: [], now: now)) }
+        storage.withState { state, now in
+            ((), state.consumerEnded(id, consumer: consumer, unhanded: unhanded, now: now))
+        }
     }
 
     /// Runs the body for one delivery and settles it by how the body ended, unless the body

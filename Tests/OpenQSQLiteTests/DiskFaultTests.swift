@@ -378,6 +378,33 @@ struct DiskFaultTests {
         }
     }
 
+    /// A `Consumer` (a handler run by the broker) takes nothing while the store cannot commit and
+    /// goes on by itself once it can: it does not end.
+    @Test func aConsumer_waitsThroughAFault_andGoesOn() async throws {
+        try await withTemporaryDirectory { directory in
+            let queue = try await openBroker(directory + "/openq.sqlite")
+            let jobs = try await queue.createTopic("jobs", of: Blob.self, configuration: durable)
+            let store = try #require(await queue.store as? SQLiteStore)
+            let seen = SeenIDs()
+            let consumer = try await jobs.consume(
+                subscription: "work", with: RecordingHandler(seen: seen), concurrency: 2)
+            for id in 1...10 { try await jobs.publish(Blob(id: id)) }
+            try await waitFor("the first ten") { await seen.ids.count >= 10 }
+            try await store.refuseWritesForTesting(true)
+            // This publish's own commit finds the fault: in doubt, kept, delivered once it commits.
+            await #expect(throws: OpenQError.self) { try await jobs.publish(Blob(id: 11)) }
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(await queue.statistics().subscription("work", of: "jobs")?.consumers == 1)
+            try await store.refuseWritesForTesting(false)
+            try await waitFor("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
+            for id in 12...20 { try await jobs.publish(Blob(id: id)) }
+            try await waitFor("all twenty") { Set(await seen.ids) == Set(1...20) }
+            #expect(await queue.statistics().subscription("work", of: "jobs")?.consumers == 1)
+            await consumer.stop()
+            _ = await queue.shutdown(gracePeriod: .zero)
+        }
+    }
+
     /// Producers and consumers run while the store flips between read-only and writable: nothing
     /// refused is ever delivered, everything accepted is delivered exactly once, and after a
     /// restart nothing acknowledged comes back.
@@ -530,4 +557,15 @@ struct WALHousekeepingTests {
             _ = await queue.shutdown(gracePeriod: .zero)
         }
     }
+}
+
+/// The ids a handler saw.
+actor SeenIDs {
+    var ids: [Int] = []
+    func add(_ id: Int) { ids.append(id) }
+}
+
+struct RecordingHandler: MessageHandler {
+    let seen: SeenIDs
+    func handle(_ message: Message<Blob>) async throws { await seen.add(message.payload.id) }
 }
