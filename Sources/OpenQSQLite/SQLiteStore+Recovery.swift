@@ -166,6 +166,10 @@ extension SQLiteStore {
         sequence, id, payload, headers, priority, published_at, origin_topic, origin_sequence, origin_published_at
         """
 
+    /// `messageColumns` of the `messages` table joined as `m` (a page reads them beside `copies`).
+    static let joinedMessageColumns = messageColumns.split(separator: ",")
+        .map { "m." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")
+
     /// A row of `messageColumns` as a message.
     static func messageRow(_ row: Row) -> StoredMessageRow {
         StoredMessageRow(
@@ -206,8 +210,7 @@ extension SQLiteStore {
     }
 
     package func readPage(topic: String, _ request: PageInRequest) async throws(OpenQError) -> [StoredMessageRow] {
-        let columns = Self.messageColumns.split(separator: ",").map { "m." + $0.trimmingCharacters(in: .whitespaces) }
-            .joined(separator: ", ")
+        let columns = Self.joinedMessageColumns
         do {
             return try await pool.read { db in
                 if !request.sequences.isEmpty {

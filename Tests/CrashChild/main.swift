@@ -56,18 +56,6 @@ func say(_ line: String) {
     _ = text.withCString { write(1, $0, strlen($0)) }
 }
 
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-}
-
 let arguments = CommandLine.arguments
 guard arguments.count >= 4 else {
     say("usage: openq-crash-child <path> traffic <seed> <first id> | <path> poison <0|1>")
@@ -133,7 +121,7 @@ do {
         say("DLQ \(letters.count) \(letters.first?.message.headers[MessageHeader.attempts] ?? "-")")
         _ = await queue.shutdown(gracePeriod: .zero)
     default:
-        var random = SplitMix64(state: UInt64(arguments[3]) ?? 1)
+        var random = SplitMix64(seed: UInt64(arguments[3]) ?? 1)
         var nextID = Int(arguments[4]) ?? 1
         let jobs = try await queue.createTopic("jobs", of: Job.self, configuration: jobsConfiguration)
         let work = try await jobs.subscription("work", acknowledgement: .manual(visibilityTimeout: .milliseconds(200)))

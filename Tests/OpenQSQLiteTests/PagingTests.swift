@@ -91,7 +91,7 @@ struct PagingTests {
     @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
     func randomTraffic_deliversInTheOrderAnInMemoryTopicWould(seed: UInt64) async throws {
         try await withTemporaryDirectory { directory in
-            var random = SeededRandom(seed: seed)
+            var random = SplitMix64(seed: seed)
             var operations: [(publish: Int?, receive: Int)] = []
             for _ in 0..<400 {
                 if random.next() % 3 == 0 {
@@ -333,18 +333,5 @@ struct PagingTests {
             }
             #expect(error?.code == .invalidConfiguration)
         }
-    }
-}
-
-/// A small deterministic generator for the tests' random traffic.
-struct SeededRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

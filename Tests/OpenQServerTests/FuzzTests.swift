@@ -11,20 +11,8 @@ import Testing
 /// consistent (its statistics add up).
 @Suite("Fuzzing the SQS request path")
 struct FuzzTests {
-    /// SplitMix64: small, fast and reproducible.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-        mutating func pick<T>(_ values: [T]) -> T { values[below(values.count)] }
-        mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
-    }
+    /// OpenQ's SplitMix64: small, fast and reproducible.
+    typealias Random = SplitMix64
 
     static let fields = [
         "QueueName", "QueueUrl", "MessageBody", "ReceiptHandle", "Attributes", "AttributeNames",
@@ -57,7 +45,7 @@ struct FuzzTests {
         let actions = SQSActions(queues: SQSQueues(broker: broker, logger: Logger(label: "fuzz")))
         _ = await actions.handle(
             target: "AmazonSQS.CreateQueue", body: Array(#"{"QueueName":"fuzz"}"#.utf8), baseURL: "http://h")
-        var random = Random(state: 0x0_DDBA11)
+        var random = Random(seed: 0x0_DDBA11)
         let targets = SQSActions.actions.sorted().map { "AmazonSQS.\($0)" } + ["AmazonSQS.", "Nope", "AmazonSQS.Bogus"]
         for iteration in 0..<3_000 {
             let body: [UInt8]
@@ -113,7 +101,7 @@ struct FuzzTests {
     @Test func generatedSignatures_areRefusedWithTypedErrors() {
         let verifier = SigV4Verifier(
             now: { Date(timeIntervalSince1970: 1_795_953_600) }, secret: { $0 == "AKID" ? "s" : nil })
-        var random = Random(state: 0x51_6E)
+        var random = Random(seed: 0x51_6E)
         let pieces = [
             "AWS4-HMAC-SHA256 ", "Credential=", "AKID", "/20261129/us-east-1/sqs/aws4_request", ", ", "SignedHeaders=",
             "host;x-amz-date", "Signature=", "00ff", "=", "/", ";", " ", "\u{0}", "é",
@@ -139,7 +127,7 @@ struct FuzzTests {
 
     @Test func generatedReceiptHandles_areNeverValid() {
         let signer = ReceiptSigner()
-        var random = Random(state: 0xACE)
+        var random = Random(seed: 0xACE)
         for iteration in 0..<5_000 {
             let handle: String
             if random.below(2) == 0 {
@@ -150,4 +138,9 @@ struct FuzzTests {
             #expect(!signer.isValid(handle, queue: "q"), "iteration \(iteration): \(handle)")
         }
     }
+}
+
+extension SplitMix64 {
+    mutating func pick<T>(_ values: [T]) -> T { values[below(values.count)] }
+    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
 }

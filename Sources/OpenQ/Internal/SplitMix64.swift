@@ -1,5 +1,5 @@
 /// A small, seedable generator for backoff jitter, so tests are deterministic; the demo uses it
-/// for its seeded failures.
+/// for its seeded failures, and the package's tests for their reproducible random traffic.
 package struct SplitMix64 {
     private var state: UInt64
 
@@ -12,6 +12,9 @@ package struct SplitMix64 {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+    /// A number in `0..<bound` (`bound` > 0).
+    package mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 
     /// A number in `0..<1`.
     mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
