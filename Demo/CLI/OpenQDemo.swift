@@ -27,7 +27,7 @@ struct OpenQDemo: AsyncParsableCommand {
     @Option(help: "Good consumers competing in the work queue.")
     var consumers = 2
 
-    @Option(help: "The work queue's visibility timeout, in milliseconds.")
+    @Option(help: "How long the work queue's crashed job stays invisible before it is redelivered, in milliseconds.")
     var visibilityTimeout = 200
 
     @Option(help: "Seed for the random failures.")

@@ -8,7 +8,8 @@ public struct DemoOptions: Sendable {
     public var messages: Int
     /// How many good consumers compete in the work queue.
     public var consumers: Int
-    /// The work queue's visibility timeout.
+    /// How long the work queue's crashed job stays invisible before it is redelivered (its
+    /// receive's visibility timeout).
     public var visibilityTimeout: Duration
     /// The seed for random failures.
     public var seed: UInt64

@@ -151,31 +151,46 @@ package final class SQLiteStore: DurableStore {
     static func open(
         path: String, durability: SQLiteDurability, residentMessages: Int
     ) async throws(OpenQError) -> SQLiteStore {
+        try await offThePool { () throws(OpenQError) in
+            try SQLiteStore(path: path, durability: durability, residentMessages: residentMessages)
+        }.get()
+    }
+
+    /// Commits what is pending, closes the database and gives up ownership. The close runs on a
+    /// thread of its own: the last connection checkpoints the WAL into the file and syncs it,
+    /// which blocks.
+    package func close() async {
+        await committer.close()
+        let (pool, owner) = (self.pool, self.owner)
+        _ = await Self.offThePool { () throws(OpenQError) in
+            try? pool.close()
+            owner.release()
+        }
+    }
+
+    /// Runs blocking work (opening, migrating, closing a file) on a dispatch thread instead of a
+    /// thread of the cooperative pool, whose few threads (one per core) a blocked call takes from
+    /// every task of the process.
+    private static func offThePool<Value: Sendable>(
+        _ work: @escaping @Sendable () throws(OpenQError) -> Value
+    ) async -> Result<Value, OpenQError> {
         // The result crosses threads through a lock, not only through the continuation: the
-        // store's fields are written on the dispatch thread, and ThreadSanitizer sees a mutex's
-        // release and acquire where it does not see a continuation's resume.
-        let opened = LockedValueBox<Result<SQLiteStore, OpenQError>?>(nil)
+        // values are written on the dispatch thread, and ThreadSanitizer sees a mutex's release
+        // and acquire where it does not see a continuation's resume.
+        let outcome = LockedValueBox<Result<Value, OpenQError>?>(nil)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
-                let result: Result<SQLiteStore, OpenQError>
+                let result: Result<Value, OpenQError>
                 do throws(OpenQError) {
-                    result = .success(
-                        try SQLiteStore(path: path, durability: durability, residentMessages: residentMessages))
+                    result = .success(try work())
                 } catch {
                     result = .failure(error)
                 }
-                opened.withLock { $0 = result }
+                outcome.withLock { $0 = result }
                 continuation.resume()
             }
         }
-        return try opened.withLock { $0 }!.get()
-    }
-
-    /// Commits what is pending, closes the database and gives up ownership.
-    package func close() async {
-        await committer.close()
-        try? pool.close()
-        owner.release()
+        return outcome.withLock { $0 }!
     }
 
     package var fault: OpenQError? { committer.fault }

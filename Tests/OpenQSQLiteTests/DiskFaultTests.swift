@@ -77,8 +77,12 @@ final class Tmpfs {
 /// or not at all. The debug and release passes run them whole.
 let underThreadSanitizer = ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil
 
+/// How long a test waits for something it caused before it fails instead of hanging, in seconds
+/// of real time: a bound for a bug, never a measure of speed (see `patience` in OpenQTests).
+let patience: Double = 120
+
 /// Waits (bounded, real time) until `condition` holds.
-func waitFor(_ what: String, within seconds: Double = 10, _ condition: () async throws -> Bool) async throws {
+func waitFor(_ what: String, within seconds: Double = patience, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while try await !condition() {
         guard ContinuousClock.now < deadline else {
@@ -522,7 +526,7 @@ struct WALHousekeepingTests {
             let consumer = Task {
                 var received = 0
                 while received < 40_000 {
-                    let deliveries = try await work.receive(max: 20, waitingUpTo: .seconds(2))
+                    let deliveries = try await work.receive(max: 20, waitingUpTo: .seconds(patience))
                     if deliveries.isEmpty { break }
                     _ = await work.ack(deliveries)
                     received += deliveries.count
@@ -540,19 +544,25 @@ struct WALHousekeepingTests {
 
             // A reader that holds its snapshot (the sqlite3 shell, a long query) keeps the WAL from
             // starting over while it reads; once it ends, the WAL is truncated back to the limit.
+            // The reader holds its snapshot (on GRDB's thread, not the cooperative pool's) until the
+            // writes are done, however long they take.
             let reader = try DatabaseQueue(path: path)
+            let (holds, holdsContinuation) = AsyncStream.makeStream(of: Void.self)
+            let release = DispatchSemaphore(value: 0)
             let holding = Task {
                 try await reader.read { db in
                     _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages")
-                    Thread.sleep(forTimeInterval: 1.5)
+                    holdsContinuation.yield()
+                    _ = release.wait(timeout: .now() + patience)
                 }
             }
-            try await Task.sleep(for: .milliseconds(100))
+            for await _ in holds { break }
             var grown = 0
             for first in stride(from: 100_000, to: 130_000, by: 200) {
                 try await jobs.publish(contentsOf: (first..<first + 200).map { Blob(id: $0, bytes: 1_000) })
                 grown = max(grown, try #require(try await queue.storeStatistics()).walBytes)
             }
+            release.signal()
             try await holding.value
             #expect(grown > Schema.walSizeLimit, "the reader held the WAL: \(grown / 1_048_576) MiB")
             try reader.close()

@@ -22,14 +22,15 @@ func openPagingBroker(_ path: String, resident: Int, clock: some Clock<Duration>
 let largeDurable = TopicConfiguration(capacity: 1_000_000, durability: .durable)
 
 /// Receives (waiting for pages read back from the store) and acknowledges until `count`
-/// deliveries arrived or nothing comes for a second; checks the memory bound after every take.
+/// deliveries arrived or nothing comes within ``patience``; checks the memory bound after every
+/// take.
 func drain(
     _ subscription: Subscription<Blob>, count: Int, max: Int = 3, resident: Int,
     statistics: () async -> SubscriptionStatistics?
 ) async throws -> [Int] {
     var ids: [Int] = []
     while ids.count < count {
-        let deliveries = try await subscription.receive(max: max, waitingUpTo: .seconds(1))
+        let deliveries = try await subscription.receive(max: max, waitingUpTo: .seconds(patience))
         if deliveries.isEmpty { break }
         for delivery in deliveries {
             ids.append(delivery.message.payload.id)
@@ -116,7 +117,7 @@ struct PagingTests {
                     let waiting = try work.statistics().depth
                     var wanted = Swift.min(operation.receive, waiting)
                     while wanted > 0 {
-                        let deliveries = try await work.receive(max: wanted, waitingUpTo: .seconds(5))
+                        let deliveries = try await work.receive(max: wanted, waitingUpTo: .seconds(patience))
                         #expect(!deliveries.isEmpty)
                         if deliveries.isEmpty { break }
                         // One at a time is what an in-memory topic hands out for `max: 1`; a
@@ -128,8 +129,10 @@ struct PagingTests {
                         wanted -= deliveries.count
                     }
                 }
-                while true {
-                    let rest = try await work.receive(max: 10, waitingUpTo: .milliseconds(500))
+                // The rest, until nothing waits (paged-out messages included), each poll waiting
+                // for a page the store may still be reading.
+                while try work.statistics().depth > 0 {
+                    let rest = try await work.receive(max: 10, waitingUpTo: .seconds(patience))
                     if rest.isEmpty { break }
                     for delivery in rest {
                         delivered.append(delivery.message.payload.id)
@@ -249,7 +252,7 @@ struct PagingTests {
             for id in 1...40 { try await jobs.publish(Blob(id: id)) }
             var rejected = 0
             while rejected < 40 {
-                let deliveries = try await work.receive(max: 5, waitingUpTo: .seconds(2))
+                let deliveries = try await work.receive(max: 5, waitingUpTo: .seconds(patience))
                 if deliveries.isEmpty { break }
                 for delivery in deliveries { try await delivery.reject(reason: "test") }
                 rejected += deliveries.count

@@ -114,7 +114,8 @@ struct DurableQueueTests {
         }
         #expect(statuses == [503, 503])
         try await store.refuseWritesForTesting(false)
-        for _ in 0..<1_000 where try await broker.storeStatistics()?.fault != nil {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while try await broker.storeStatistics()?.fault != nil, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
         _ = try await call(actions, "SendMessage", ["QueueUrl": "work", "MessageBody": "after"])

@@ -106,7 +106,7 @@ struct SQSActionsTests {
         #expect((first.json["Messages"] as? [[String: Any]])?.count == 1)
         let started = clock.now
         var dead: [[String: Any]] = []
-        while dead.isEmpty, clock.now - started < .seconds(10) {
+        while dead.isEmpty, clock.now - started < .seconds(120) {
             dead =
                 try await call("ReceiveMessage", ["QueueUrl": dlq, "WaitTimeSeconds": 1]).json["Messages"]
                 as? [[String: Any]] ?? []

@@ -185,7 +185,7 @@ struct CancellationAndShutdownTests {
         let shutdown = Task { await queue.shutdown(gracePeriod: .seconds(600)) }
         try await eventually("the grace timer and the visibility timer") { clock.sleeperCount >= 2 }
         clock.advance(by: .seconds(5))  // the delivery expires, is dead-lettered, the drainer acks it
-        let report = try await withTimeout(10, "shutdown before its grace period ends") { await shutdown.value }
+        let report = try await withTimeout("shutdown before its grace period ends") { await shutdown.value }
         #expect(report.unacknowledged == 0 && report.undelivered == 0)
         #expect(report.statistics.topic("jobs")?.subscription("w")?.counters.deadLettered == 1)
         drainer.cancel()

@@ -168,6 +168,6 @@ struct ConsumerStopTests {
         }
         try await topic.publish(contentsOf: 1...50)
         try await eventually("dead letters") { topic.statistics().subscription("w")?.counters.deadLettered == 50 }
-        try await withTimeout(5, "stop") { await consumer.stop() }
+        try await withTimeout("stop") { await consumer.stop() }
     }
 }

@@ -56,7 +56,7 @@ struct ImpossibleBatchTests {
         let waiting = Task { try await topic.publish(10) }
         try await eventually("the publisher to wait") { topic.statistics().suspendedPublishers == 1 }
         let error = await #expect(throws: OpenQError.self) {
-            try await withTimeout(5, "the impossible batch to be refused") {
+            try await withTimeout("the impossible batch to be refused") {
                 try await topic.publish(contentsOf: 0..<11)
             }
         }
@@ -80,7 +80,7 @@ struct ShutdownEdgeTests {
         let three = try await work.receive(max: 3)
         for delivery in three.dropLast() { try await delivery.ack() }
         try await three[2].reject(reason: "poison")  // a letter waits in t.dlq's dead-letters
-        let report = try await withTimeout(5, "shutdown") { await queue.shutdown(gracePeriod: .seconds(3)) }
+        let report = try await withTimeout("shutdown") { await queue.shutdown(gracePeriod: .seconds(3)) }
         #expect(report.undelivered == 4, "three in 'unread', one dead letter")
         #expect(report.unacknowledged == 0)
     }
@@ -106,7 +106,7 @@ struct ShutdownEdgeTests {
         try await eventually("publishing to stop") { (try? await probe.publish(0)) == nil }
         #expect(consumed.withLock { $0 } == 0)
         await gate.open()
-        let report = try await withTimeout(10, "shutdown after the consumer drained") { await shutdown.value }
+        let report = try await withTimeout("shutdown after the consumer drained") { await shutdown.value }
         #expect(consumed.withLock { $0 } == 20, "the consumer drained the backlog within the grace period")
         #expect(report.undelivered == 0 && report.unacknowledged == 0)
         consumer.cancel()
@@ -134,7 +134,7 @@ struct ShutdownEdgeTests {
         let shutdown = Task { await queue.shutdown(gracePeriod: .seconds(5)) }
         try await eventually("publishing to stop") { (try? await probe.publish(0)) == nil }
         clock.advance(by: .seconds(2))  // the first retry is due: the consumer gets it and acks it
-        let report = try await withTimeout(10, "shutdown once only the late retry is left") { await shutdown.value }
+        let report = try await withTimeout("shutdown once only the late retry is left") { await shutdown.value }
         #expect(acked.withLock { $0 } == [1])
         #expect(report.undelivered == 1, "the retry due after the grace period is reported, not waited for")
         consumer.cancel()

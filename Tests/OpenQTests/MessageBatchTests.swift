@@ -151,7 +151,7 @@ struct MessageBatchTests {
             }
             try await group.waitForAll()
         }
-        let read = try await withTimeout(30) { await reader.value }
+        let read = try await withTimeout { await reader.value }
         #expect(read.count == producers * perProducer)
         #expect(Set(read.map(\.id)).count == producers * perProducer, "nothing lost, nothing twice")
         for producer in 0..<producers {

@@ -97,6 +97,15 @@ struct ReadmeExamplesTests {
         print("not acknowledged:", failed.count)
 
         print(await queue.statistics())
+
+        // Not in the README: the test waits for the event it checks (every consumer acked all ten)
+        // instead of counting on the shutdown's grace period to be long enough on a loaded machine.
+        for name in ["billing", "audit", "fulfilment"] {
+            try await eventually("'\(name)' to ack all ten") {
+                orders.statistics().subscription(name)?.counters.acked == 10
+            }
+        }
+
         let report = await queue.shutdown(gracePeriod: .seconds(5))
         print("unacknowledged:", report.unacknowledged)
         _ = await (printer.value, worker.result, audit.wait(), fulfilment.wait())

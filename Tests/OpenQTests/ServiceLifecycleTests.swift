@@ -26,7 +26,7 @@ struct ServiceLifecycleTests {
             clock.advance(by: .seconds(5))
             try await eventually("the redelivery") { try work.statistics().depth == 1 }
             trigger.triggerGracefulShutdown()
-            try await withTimeout(10, "run() to return after the graceful shutdown") { try await running.value }
+            try await withTimeout("run() to return after the graceful shutdown") { try await running.value }
             let error = await #expect(throws: OpenQError.self) { try await topic.publish(2) }
             #expect(error?.code == .shutDown)
         }
@@ -37,7 +37,7 @@ struct ServiceLifecycleTests {
         let running = Task { try await queue.run() }
         _ = try await queue.createTopic("t", of: Int.self)
         _ = await queue.shutdown(gracePeriod: .zero)
-        try await withTimeout(10, "run() to return") { try await running.value }
+        try await withTimeout("run() to return") { try await running.value }
     }
 
     @Test func aConsumer_runsAsAService_andStopsOnGracefulShutdown() async throws {
@@ -51,7 +51,7 @@ struct ServiceLifecycleTests {
             let running = Task { try await consumer.run() }
             try await eventually("the consumer to handle everything") { seen.withLock { $0.count } == 5 }
             trigger.triggerGracefulShutdown()
-            try await withTimeout(10, "the consumer to stop") { try await running.value }
+            try await withTimeout("the consumer to stop") { try await running.value }
         }
         #expect(seen.withLock { $0 }.sorted() == [1, 2, 3, 4, 5])
         #expect(topic.statistics().subscription("w")?.counters.acked == 5)
@@ -71,7 +71,7 @@ struct ServiceLifecycleTests {
         try await topic.publish(contentsOf: 1...3)
         try await eventually("the consumer to handle everything") { seen.withLock { $0.count } == 3 }
         await group.triggerGracefulShutdown()
-        try await withTimeout(10, "the service group to end") { try await running.value }
+        try await withTimeout("the service group to end") { try await running.value }
         let error = await #expect(throws: OpenQError.self) { try await topic.publish(4) }
         #expect(error?.code == .shutDown)
     }
@@ -93,7 +93,7 @@ struct ServiceLifecycleTests {
             trigger.triggerGracefulShutdown()
             try await eventually("publishing to stop") { (try? await probe.publish(9)) == nil }
             await gate.open()  // the handler finishes during the grace period; the rest follow
-            try await withTimeout(10, "run() to return") { try await running.value }
+            try await withTimeout("run() to return") { try await running.value }
             await consumer.wait()
         }
         #expect(handled.withLock { $0 } == [1, 2, 3], "nothing was cancelled: every message was handled once")
@@ -110,15 +110,15 @@ struct ServiceLifecycleTests {
         try await topic.publish(1)
         try await eventually("the consumer to handle it") { seen.withLock { $0.count } == 1 }
         _ = await queue.shutdown(gracePeriod: .seconds(1))
-        try await withTimeout(10, "the consumer to end with the broker") { await consumer.wait() }
-        try await withTimeout(10, "the broker's loop to end") { await queue.driver.waitUntilFinished() }
+        try await withTimeout("the consumer to end with the broker") { await consumer.wait() }
+        try await withTimeout("the broker's loop to end") { await queue.driver.waitUntilFinished() }
     }
 
     @Test func stoppingAConsumerThatNeverRan_returnsAtOnce() async throws {
         let queue = makeQueue()
         let topic = try await queue.createTopic("t", of: Int.self)
         let consumer = try await topic.consumer(with: Recorder(seen: LockedValueBox([])))
-        try await withTimeout(5, "stop") { await consumer.stop() }
-        try await withTimeout(5, "wait") { await consumer.wait() }
+        try await withTimeout("stop") { await consumer.stop() }
+        try await withTimeout("wait") { await consumer.wait() }
     }
 }

@@ -51,7 +51,7 @@ struct StressTests {
         let ledger = Ledger()
         let perProducer = 1_500
 
-        try await withTimeout(120, "the stress run") { [topics, work] in
+        try await withTimeout("the stress run") { [topics, work] in
             // Eight consumers; a chaos task cancels random ones and starts replacements.
             let consumers = LockedValueBox<[(topic: Int, task: Task<Void, Never>)]>([])
             @Sendable func startConsumer(_ index: Int, topic: Int) {
@@ -111,7 +111,7 @@ struct StressTests {
             for producer in producers { try await producer.value }
             await chaos.value
             do {
-                try await eventually("the work subscriptions to drain", within: 30) {
+                try await eventually("the work subscriptions to drain") {
                     Self.topicNames.allSatisfy { name in
                         let statistics = try! work[name]!.statistics()
                         return statistics.depth + statistics.scheduled + statistics.inFlight == 0

@@ -16,9 +16,9 @@ func makeQueue(clock: ManualClock = ManualClock()) -> MessageQueue {
 func collect<S: AsyncSequence & Sendable>(
     _ count: Int,
     from sequence: S,
-    within seconds: Double = 10
+    within seconds: Double = patience
 ) async throws -> [S.Element] where S.Element: Sendable {
-    try await withTimeout(seconds, "\(count) elements") {
+    try await withTimeout("\(count) elements", within: seconds) {
         var elements: [S.Element] = []
         guard count > 0 else { return elements }
         for try await element in sequence {

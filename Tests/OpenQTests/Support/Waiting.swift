@@ -3,6 +3,14 @@ import Testing
 
 @testable import OpenQ
 
+/// How long a test waits for something it caused before it fails instead of hanging, in seconds
+/// of real time. A bound for a bug (a lost wake-up, a deadlock), never a measure of speed: the
+/// suites run in parallel on the cooperative pool's few threads, under ThreadSanitizer ten times
+/// slower, sometimes beside a build, and a consumer's every hop then waits its turn behind the
+/// other suites' work. A test that needs something to happen within a short time needs a quiet
+/// machine: wait for the event itself, bounded by this.
+let patience: Double = 120
+
 struct TimedOut: Error, CustomStringConvertible {
     var what: String
     var description: String { "timed out waiting for \(what)" }
@@ -14,8 +22,8 @@ struct TimedOut: Error, CustomStringConvertible {
 /// Not a task group: a group waits for its children on exit, and a child awaiting something that
 /// ignores cancellation (`Task.value`) would turn the timeout back into a hang.
 func withTimeout<T: Sendable>(
-    _ seconds: Double = 10,
     _ what: String = "an operation",
+    within seconds: Double = patience,
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let outcome = LockedValueBox<CheckedContinuation<T, any Error>?>(nil)
@@ -38,12 +46,13 @@ func withTimeout<T: Sendable>(
     }
 }
 
-/// Waits until `condition` holds, yielding between checks; fails after `seconds` of real time.
+/// Waits until `condition` holds, yielding between checks; fails after `seconds` of real time
+/// (default ``patience``).
 /// For conditions reached by other tasks reacting to an event the test caused (a timer task that
 /// a manual clock woke, a consumer that received a message).
 func eventually(
     _ what: String,
-    within seconds: Double = 10,
+    within seconds: Double = patience,
     _ condition: @Sendable () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + .seconds(seconds)
