@@ -111,11 +111,12 @@ public actor MessageQueue {
     ///     without sleeping.
     ///   - logger: where OpenQ logs.
     /// - Throws: ``OpenQError/Code/storeInUse`` when another broker, in this process or another,
-    ///   owns the store; ``OpenQError/Code/storeCorrupted`` (a damaged file, or not a database),
-    ///   ``OpenQError/Code/storeIncompatible`` (another application's database, a newer OpenQ's
-    ///   store), ``OpenQError/Code/storeReadOnly``, ``OpenQError/Code/storeFull`` or
-    ///   ``OpenQError/Code/storageFailed`` when it cannot be opened. A file that fails to open is
-    ///   left untouched.
+    ///   owns the store (by this path or another name of the file); ``OpenQError/Code/storeCorrupted``
+    ///   (a damaged file, or not a database), ``OpenQError/Code/storeIncompatible`` (another
+    ///   application's database, a newer OpenQ's store), ``OpenQError/Code/storeReadOnly``,
+    ///   ``OpenQError/Code/storeFull`` or ``OpenQError/Code/storageFailed`` when it cannot be
+    ///   opened. A file that fails to open is left as it was, byte for byte, and nothing opening it
+    ///   created stays beside it.
     public init(
         storage: Storage,
         configuration: Configuration = .init(),

@@ -48,9 +48,12 @@ extension MessageQueue.Storage {
     /// let queue = try await MessageQueue(storage: .sqlite(path: "data/openq.sqlite"))
     /// ```
     ///
-    /// The directory must exist. Beside the file SQLite keeps `-wal` and `-shm` files, and OpenQ a
-    /// `-openq.lock` file that marks the owner. A second broker opening the same file, in this
-    /// process or another, fails with ``OpenQError/Code/storeInUse``.
+    /// The directory must exist. Beside the file SQLite keeps `-wal` and `-shm` files. The broker
+    /// owns the file while it runs (an exclusive `flock` on the file itself): a second broker
+    /// opening it, in this process or another, by this path or another name of the same file (a
+    /// symbolic or hard link), fails with ``OpenQError/Code/storeInUse``. Another application's
+    /// database, or a newer OpenQ's store, is refused with ``OpenQError/Code/storeIncompatible``
+    /// before anything writes to it, and left as it was.
     /// - Parameters:
     ///   - path: the database file.
     ///   - durability: what a commit survives. Default ``SQLiteDurability/powerLoss``.
@@ -98,7 +101,9 @@ package final class SQLiteStore: DurableStore {
         self.path = path
         self.durability = durability
         self.residentMessages = residentMessages
-        let owner = try OwnerLock(path: path + "-openq.lock")
+        // What exists beside the file before the broker touches it: what a refusal removes again.
+        let existing = Self.companionFiles(of: path).filter { FileManager.default.fileExists(atPath: $0) }
+        let owner = try OwnerLock(path: path)
         self.owner = owner
         var configuration = Configuration()
         configuration.label = "openq"
@@ -106,8 +111,12 @@ package final class SQLiteStore: DurableStore {
         // covers an outside reader such as the sqlite3 shell holding a lock for a moment, and
         // SQLITE_BUSY after it is reported as storageFailed with SQLite's message.
         configuration.busyMode = .timeout(5)
+        var opened: DatabasePool?
         do {
-            pool = try DatabasePool(path: path, configuration: configuration)
+            // Read-only, before anything writes: another application's database is left as it was.
+            try Schema.checkOwnership(path: path)
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            opened = pool
             // GRDB sets synchronous = NORMAL on a pool after `prepareDatabase` runs (setUpWALMode):
             // set the level again on the writer connection, the only one that commits.
             try pool.writeWithoutTransaction { db in
@@ -116,28 +125,45 @@ package final class SQLiteStore: DurableStore {
                 // back to this size instead of keeping it as large as it once grew.
                 try db.execute(sql: "PRAGMA journal_size_limit = \(Schema.walSizeLimit)")
             }
-            try Schema.checkOwnership(of: pool, path: path)
+            try Schema.mark(pool)
             try Schema.migrator.migrate(pool)
             nextMessageID = try pool.read { db in
                 let stored = try Int64.fetchOne(db, sql: "SELECT value FROM store_state WHERE key = 'next_message_id'")
                 let highest = try Int64.fetchOne(db, sql: "SELECT max(id) FROM messages")
                 return UInt64(Swift.max(stored ?? 1, (highest ?? 0) + 1))
             }
-        } catch let error as OpenQError {
-            owner.release()
-            throw error
+            self.pool = pool
         } catch {
+            // The connections close before the lock's descriptor does (see OwnerLock), and what
+            // opening created beside the file (the file itself when it was new, the WAL and shared
+            // memory a read-only look at another application's database makes) goes again.
+            try? opened?.close()
             owner.release()
-            let failure = OpenQError.storageFailure(error)
-            throw OpenQError(
-                failure.code,
-                "Cannot open the store '\(path)' (\(Self.openAdvice[failure.code] ?? "see SQLite's message")): \(error)"
-            )
+            for file in Self.companionFiles(of: path) where !existing.contains(file) {
+                try? FileManager.default.removeItem(atPath: file)
+            }
+            guard let error = error as? OpenQError else {
+                let failure = OpenQError.storageFailure(error)
+                throw OpenQError(
+                    failure.code,
+                    "Cannot open the store '\(path)' (\(Self.openAdvice[failure.code] ?? "see SQLite's message")): "
+                        + "\(error)")
+            }
+            throw error
         }
         committer = GroupCommitter(pool: pool)
     }
 
-    deinit { owner.release() }
+    deinit {
+        // Normally closed already (`close()`); the connections close before the lock's descriptor.
+        try? pool.close()
+        owner.release()
+    }
+
+    /// The store's file and the files SQLite keeps beside it.
+    private static func companionFiles(of path: String) -> [String] {
+        [path, path + "-wal", path + "-shm", path + "-journal"]
+    }
 
     /// What to do about a store that failed to open, by code.
     private static let openAdvice: [OpenQError.Code: String] = [
@@ -286,53 +312,5 @@ enum JSON {
     static func headers(_ headers: [String: String]) -> String {
         guard !headers.isEmpty else { return "{}" }
         return (try? encode(headers)) ?? "{}"
-    }
-}
-
-/// An exclusive `flock` on a file beside the store, held while a broker owns it. `flock` locks
-/// belong to an open file description, so a second open in the same process conflicts too, and
-/// the kernel releases the lock when the owning process dies (kill -9 included).
-final class OwnerLock: Sendable {
-    private let descriptor: LockedValueBox<Int32>
-
-    init(path: String) throws(OpenQError) {
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else {
-            let code = errno
-            let reason = String(cString: strerror(code))
-            switch code {
-            case EROFS, EACCES, EPERM:
-                throw OpenQError(
-                    .storeReadOnly,
-                    "Cannot create '\(path)', which marks the store's owner: \(reason). The store's directory (or "
-                        + "its mount) can only be read; a broker must write its store.")
-            case ENOSPC:
-                throw OpenQError(.storeFull, "Cannot create '\(path)', which marks the store's owner: \(reason).")
-            default:
-                throw OpenQError(.storageFailed, "Cannot open '\(path)' to own the store: \(reason).")
-            }
-        }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let code = errno
-            close(descriptor)
-            if code == EWOULDBLOCK {
-                throw OpenQError(
-                    .storeInUse,
-                    "The store beside '\(path)' is open by another broker (in this process or another); one broker "
-                        + "owns a store at a time. Shut the other down first, or use another file.")
-            }
-            throw OpenQError(.storageFailed, "Cannot lock '\(path)': errno \(code)")
-        }
-        self.descriptor = LockedValueBox(descriptor)
-    }
-
-    /// Gives up ownership; a second call does nothing.
-    func release() {
-        descriptor.withLock { descriptor in
-            guard descriptor >= 0 else { return }
-            flock(descriptor, LOCK_UN)
-            close(descriptor)
-            descriptor = -1
-        }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import OpenQ
 
@@ -28,18 +29,33 @@ enum Schema {
     static let walSizeLimit = 16 * 1024 * 1024
 
     /// Refuses a file that is not an OpenQ store (another application's database) or that a newer
-    /// OpenQ wrote, before anything is written to it; marks a new (empty) file as an OpenQ store.
-    /// Stores written before the mark existed are told by their tables, and marked.
-    static func checkOwnership(of pool: DatabasePool, path: String) throws {
-        try pool.writeWithoutTransaction { db in
-            let id = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
-            if id != applicationID {
-                guard id == 0 else {
-                    throw OpenQError(
-                        .storeIncompatible,
-                        "'\(path)' is another application's SQLite database (application_id \(id)), not an OpenQ "
-                            + "store; it was left untouched. Use another file.")
-                }
+    /// OpenQ wrote, before anything writes to it: the header is read as bytes, the tables and
+    /// migrations through a read-only connection. Stores written before the mark existed are told
+    /// by their tables (``mark(_:)`` marks them).
+    /// - Throws: ``OpenQError/Code/storeIncompatible``; ``OpenQError/Code/storeCorrupted`` for a
+    ///   file that is not a SQLite database.
+    static func checkOwnership(path: String) throws {
+        guard let header = readHeader(path), !header.isEmpty else { return }  // a new, empty file
+        guard header.count >= 100, header.starts(with: Array("SQLite format 3\0".utf8)) else {
+            throw OpenQError(
+                .storeCorrupted,
+                "'\(path)' is not a SQLite database (its header is not SQLite's); it was left untouched. Use "
+                    + "another file.")
+        }
+        // PRAGMA application_id: a big-endian 32-bit integer at offset 68 of the header.
+        let id = header[68..<72].reduce(Int32(0)) { $0 << 8 | Int32($1) }
+        guard id == applicationID || id == 0 else {
+            throw OpenQError(
+                .storeIncompatible,
+                "'\(path)' is another application's SQLite database (application_id \(id)), not an OpenQ "
+                    + "store; it was left untouched. Use another file.")
+        }
+        var configuration = Configuration()
+        configuration.readonly = true
+        let database = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? database.close() }
+        try database.read { db in
+            if id == 0 {
                 let tables = try String.fetchAll(
                     db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
                 let openQTables: Set = ["grdb_migrations", "topics", "subscriptions", "messages", "copies"]
@@ -47,10 +63,10 @@ enum Schema {
                     throw OpenQError(
                         .storeIncompatible,
                         "'\(path)' is a SQLite database of another application (tables "
-                            + "\(tables.sorted().prefix(5).joined(separator: ", "))), not an OpenQ store; it was left "
-                            + "untouched. Use another file.")
+                            + "\(tables.sorted().prefix(5).joined(separator: ", "))), not an OpenQ store; it was "
+                            + "left untouched. Use another file.")
                 }
-                try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+                if tables.isEmpty { return }
             }
             if try migrator.hasBeenSuperseded(db) {
                 throw OpenQError(
@@ -59,6 +75,24 @@ enum Schema {
                         + "not know); it was left untouched. Open it with that version.")
             }
         }
+    }
+
+    /// Marks the store as an OpenQ store (`PRAGMA application_id`), once ``checkOwnership(path:)``
+    /// accepted it.
+    static func mark(_ pool: DatabasePool) throws {
+        try pool.writeWithoutTransaction { db in
+            if try Int32.fetchOne(db, sql: "PRAGMA application_id") != applicationID {
+                try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+            }
+        }
+    }
+
+    /// The first 100 bytes of the file (SQLite's header), fewer for a shorter file; `nil` when it
+    /// cannot be read.
+    private static func readHeader(_ path: String) -> [UInt8]? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        return (try? handle.read(upToCount: 100)).map { Array($0) } ?? []
     }
 
     static var migrator: DatabaseMigrator {
