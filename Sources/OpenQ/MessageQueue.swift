@@ -62,6 +62,9 @@ public actor MessageQueue {
     let logger: Logger
     private var topics: [String: TopicStorage] = [:]
     private var lifecycle = Lifecycle.running
+    /// The topics whose dead letters go to each topic, by the dead-letter topic's name: a topic
+    /// in use as a dead-letter topic cannot be deleted, and the check costs no scan of every topic.
+    private var deadLetterSources: [String: Set<String>] = [:]
     private var metrics: MetricsExporter
     /// The broker's background loop (timers, metrics export, started consumers).
     let driver: BrokerDriver
@@ -335,6 +338,7 @@ public actor MessageQueue {
         )
         if let durable { try durable.recover(storage) }
         topics[name] = storage
+        if let deadLetterTarget { deadLetterSources[deadLetterTarget.name, default: []].insert(name) }
         startMetricsIfNeeded()
         logger.debug("Created topic", metadata: ["topic": "\(name)", "payload": "\(Payload.self)"])
         return Topic(storage: storage)
@@ -502,13 +506,14 @@ public actor MessageQueue {
     @discardableResult
     public func deleteTopic(_ name: String) async throws -> TopicStatistics {
         guard let storage = topics[name] else { throw OpenQError.topicNotFound(name) }
-        if let user = topics.values.first(where: { $0.deadLetterTopicName == name }) {
+        if let user = deadLetterSources[name]?.min() {
             throw OpenQError(
                 .topicInUse,
-                "Topic '\(name)' is the dead-letter topic of '\(user.name)'; delete '\(user.name)' first."
+                "Topic '\(name)' is the dead-letter topic of '\(user)'; delete '\(user)' first."
             )
         }
         topics[name] = nil
+        if let target = storage.deadLetterTopicName { deadLetterSources[target]?.remove(name) }
         storage.finish()
         metrics.forget(topic: name)
         let statistics = storage.statistics()
@@ -602,6 +607,9 @@ public actor MessageQueue {
                 try await store.quarantine(topic: name, sequence: row.sequence, payload: row.payload, reason: reason)
             }
         }
+        // The policy changes in memory at once (a durable topic's commit follows), so the index does.
+        if let previous = source.deadLetterTopicName { deadLetterSources[previous]?.remove(topic) }
+        if let target { deadLetterSources[target.name, default: []].insert(topic) }
         try await source.setDeadLetterPolicy(policy, target: target)
         logger.info(
             "Changed dead-letter policy",

@@ -37,6 +37,9 @@ actor SQSQueues {
     /// ``restore()`` reopens them.
     let durable: Bool
     private var queues: [String: Queue] = [:]
+    /// The queues whose redrive policy names each dead-letter queue, by its name: deleting a queue
+    /// and `ListDeadLetterSourceQueues` cost no scan of every queue.
+    private var redriveSources: [String: Set<String>] = [:]
     private var receipts: [String: Receipt] = [:]
     /// The handle of each message's latest delivery, by queue and sequence number: a new receipt
     /// of a message replaces the old one.
@@ -127,6 +130,7 @@ actor SQSQueues {
                 queues[stored.name] = Queue(
                     topic: topic, subscription: subscription, attributes: attributes, createdAt: created,
                     modifiedAt: modified)
+                indexRedrive(of: stored.name, from: nil, to: attributes.redrivePolicy)
                 restored += 1
             }
             pending.removeAll { stored in ready.contains { $0.name == stored.name } }
@@ -192,6 +196,7 @@ actor SQSQueues {
             if queues[name] == nil {
                 queues[name] = Queue(
                     topic: topic, subscription: subscription, attributes: attributes, createdAt: now, modifiedAt: now)
+                indexRedrive(of: name, from: nil, to: attributes.redrivePolicy)
             }
         } catch let error as OpenQError where error.code == .topicAlreadyExists || error.code == .payloadTypeMismatch {
             throw SQSError(
@@ -217,6 +222,12 @@ actor SQSQueues {
         return .after(deliveries: redrive.maxReceiveCount, into: redrive.targetName)
     }
 
+    /// Keeps ``redriveSources`` in step with a queue's redrive policy.
+    private func indexRedrive(of name: String, from old: RedrivePolicy?, to new: RedrivePolicy?) {
+        if let old { redriveSources[old.targetName]?.remove(name) }
+        if let new { redriveSources[new.targetName, default: []].insert(name) }
+    }
+
     func getQueueURL(name: String) throws(SQSError) -> String {
         guard queues[name] != nil else { throw .queueDoesNotExist(name) }
         return name
@@ -228,20 +239,23 @@ actor SQSQueues {
 
     func listDeadLetterSourceQueues(url: String) throws(SQSError) -> [String] {
         let (name, _) = try queue(fromURL: url)
-        return queues.filter { $0.value.attributes.redrivePolicy?.targetName == name }.keys.sorted()
+        return redriveSources[name, default: []].sorted()
     }
 
     func deleteQueue(url: String) async throws(SQSError) {
         let (name, queue) = try queue(fromURL: url)
         // SQS lets a dead-letter queue go while others name it: they stop dead-lettering.
-        for (source, other) in queues where other.attributes.redrivePolicy?.targetName == name {
+        for source in redriveSources[name, default: []].sorted() {
             do {
                 try await broker.setDeadLetterPolicy(.disabled, of: source)
             } catch {
                 throw Self.mapped(error)
             }
+            indexRedrive(of: source, from: queues[source]?.attributes.redrivePolicy, to: nil)
             queues[source]?.attributes.redrivePolicy = nil
         }
+        indexRedrive(of: name, from: queues[name]?.attributes.redrivePolicy, to: nil)
+        redriveSources[name] = nil
         queues[name] = nil
         for handle in latestReceipt.removeValue(forKey: name)?.values ?? [:].values { receipts[handle] = nil }
         do {
@@ -302,6 +316,7 @@ actor SQSQueues {
         } catch {
             throw Self.mapped(error)
         }
+        indexRedrive(of: name, from: queues[name]?.attributes.redrivePolicy, to: attributes.redrivePolicy)
         queues[name]?.attributes = attributes
         queues[name]?.modifiedAt = Date()
     }

@@ -249,7 +249,7 @@ public struct SQSServer: Service {
         }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+            body: .init(byteBuffer: ByteBuffer(bytes: metrics.emit())))
     }
 
     /// What SigV4 verification needs of a request (the `Host` header is HTTP's authority).

@@ -66,10 +66,10 @@ struct OpenQServerCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "openq-server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        // One registry for the broker's metrics (exported every 5 s) and the server's: GET /metrics.
-        let registry = PrometheusCollectorRegistry()
+        // The broker's metrics (exported every 5 s) and the server's, both served by GET /metrics.
+        let metrics = SQSMetrics(registry: PrometheusCollectorRegistry(), isPublic: publicMetrics)
         let brokerConfiguration = MessageQueue.Configuration(
-            metricsInterval: .seconds(5), metricsFactory: PrometheusMetricsFactory(registry: registry),
+            metricsInterval: .seconds(5), metricsFactory: metrics.brokerMetricsFactory,
             shutdownGracePeriod: .seconds(gracePeriod))
         let queue: MessageQueue
         if let data {
@@ -83,7 +83,7 @@ struct OpenQServerCommand: AsyncParsableCommand {
             queue: queue,
             configuration: .init(
                 host: host, port: port, allowAnonymous: allowAnonymous, credentials: keys,
-                metrics: SQSMetrics(registry: registry, isPublic: publicMetrics), durableQueues: data != nil),
+                metrics: metrics, durableQueues: data != nil),
             logger: logger,
             onListening: { port in
                 // One line on stdout, for scripts that started the server on port 0.

@@ -68,12 +68,17 @@ struct SQSServerTests {
             .init(accessKeyId: "admin", secretAccessKey: "s", permissions: [.init(queuePrefix: "", actions: [.admin])])
         ])
         for isPublic in [false, true] {
-            let queue = MessageQueue(configuration: .init(metricsInterval: nil, shutdownGracePeriod: .zero))
+            let metrics = SQSMetrics(registry: registry, isPublic: isPublic)
+            let queue = MessageQueue(
+                configuration: .init(
+                    metricsInterval: nil, metricsFactory: metrics.brokerMetricsFactory, shutdownGracePeriod: .zero))
+            let topic = try await queue.createTopic("jobs", of: Int.self)
+            try await topic.publish(1)
+            await queue.exportMetrics()
             let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
             let server = SQSServer(
                 queue: queue,
-                configuration: .init(
-                    port: 0, credentials: credentials, metrics: SQSMetrics(registry: registry, isPublic: isPublic)),
+                configuration: .init(port: 0, credentials: credentials, metrics: metrics),
                 logger: Logger(label: "test"), onListening: { continuation.yield($0) })
             let group = ServiceGroup(services: [queue, server], logger: Logger(label: "test"))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -88,6 +93,10 @@ struct SQSServerTests {
                     #expect(status == 200)
                     let text = String(decoding: data, as: UTF8.self)
                     #expect(text.contains(#"openq_server_requests_total{action="ListQueues",status="403"}"#), "\(text)")
+                    // The broker's metrics, beside the server's.
+                    #expect(text.contains("# TYPE openq_messages_published_total counter\n"))
+                    #expect(text.contains(#"openq_messages_published_total{topic="jobs"} 1"#), "\(text)")
+                    #expect(text.contains(#"openq_topic_depth{topic="jobs"} 0"#))
                 } else {
                     #expect(status == 403, "unsigned GET /metrics")
                 }

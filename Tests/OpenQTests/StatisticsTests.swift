@@ -70,6 +70,41 @@ struct StatisticsTests {
         await queue.exportMetrics()
         #expect(published.totalValue == 4, "counters grow by the change since the last export")
     }
+
+    /// Deleting a topic destroys its own metrics (its subscriptions' included) and no other's; the
+    /// exporter keeps metrics per topic, so the cost of a deletion is the topic's own metrics
+    /// (it once scanned and split every metric key of every topic: 350 ms per DeleteQueue with
+    /// 3 600 queues).
+    @Test func deletingATopic_destroysItsOwnMetrics_andNoOthers() async throws {
+        let metrics = TestMetrics()
+        let queue = MessageQueue(
+            configuration: .init(metricsInterval: nil, metricsFactory: metrics), clock: ManualClock())
+        for index in 0..<50 {
+            let topic = try await queue.createTopic(
+                "t\(index)", of: Int.self, configuration: .init(deadLetter: .disabled))
+            _ = try await topic.subscription("work")
+            try await topic.publish(index)
+        }
+        await queue.exportMetrics()
+        func topics(of labelled: [[(String, String)]]) -> Set<String> {
+            Set(labelled.compactMap { $0.first { $0.0 == "topic" }?.1 })
+        }
+        let perTopic = (metrics.counters.count + metrics.recorders.count) / 50
+        #expect(topics(of: metrics.counters.map(\.dimensions)).count == 50)
+        try await queue.deleteTopic("t7")
+        #expect(!topics(of: metrics.counters.map(\.dimensions) + metrics.recorders.map(\.dimensions)).contains("t7"))
+        #expect(metrics.counters.count + metrics.recorders.count == 49 * perTopic, "only t7's metrics went")
+        // A subscription removed: its metrics go at the next export, the topic's stay.
+        let t8 = try await queue.topic("t8", of: Int.self)
+        try await t8.unsubscribe("work")
+        await queue.exportMetrics()
+        let t8Metrics = (metrics.counters.map(\.dimensions) + metrics.recorders.map(\.dimensions)).filter {
+            $0.contains { $0 == ("topic", "t8") }
+        }
+        #expect(!t8Metrics.isEmpty && t8Metrics.allSatisfy { !$0.contains { $0.0 == "subscription" } })
+        // t8 lost its subscription's metrics only.
+        #expect(metrics.counters.count + metrics.recorders.count == 49 * perTopic - (perTopic - t8Metrics.count))
+    }
 }
 
 @Suite("Replay and purge through the public API")
