@@ -10,9 +10,14 @@ import Foundation
 /// ```
 ///
 /// A permission grants groups of actions on the queues whose names start with `queuePrefix` (`""`
-/// for every queue): `send` (SendMessage, SendMessageBatch), `consume` (ReceiveMessage,
-/// DeleteMessage, DeleteMessageBatch, ChangeMessageVisibility, ChangeMessageVisibilityBatch) and
-/// `admin` (every other action; `ListQueues` lists the queues a key administers).
+/// for every queue):
+///
+/// | group | actions |
+/// | --- | --- |
+/// | `send` | SendMessage, SendMessageBatch |
+/// | `consume` | ReceiveMessage, DeleteMessage, DeleteMessageBatch, ChangeMessageVisibility, ChangeMessageVisibilityBatch |
+/// | any group | GetQueueUrl, GetQueueAttributes (a worker looks its queue up) |
+/// | `admin` | CreateQueue, DeleteQueue, SetQueueAttributes, PurgeQueue, ListDeadLetterSourceQueues, ListQueues (it lists the queues the key administers), `GET /metrics` (with prefix `""`) |
 public struct SQSCredentials: Sendable, Codable, Equatable {
     /// One access key.
     public struct Credential: Sendable, Codable, Equatable {
@@ -54,14 +59,13 @@ public struct SQSCredentials: Sendable, Codable, Equatable {
         /// Every other action.
         case admin
 
-        /// The group an SQS action belongs to.
+        /// The group an SQS action belongs to: `send`, `consume`, or `admin` for every other action
+        /// (`GetQueueUrl` and `GetQueueAttributes`, which a key with any group on the queue may
+        /// call, are in `admin` here).
         public init(action: String) {
-            switch action {
-            case "SendMessage", "SendMessageBatch": self = .send
-            case "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility",
-                "ChangeMessageVisibilityBatch":
-                self = .consume
-            default: self = .admin
+            switch SQSAction(rawValue: action)?.permission {
+            case .group(let group): self = group
+            case .anyGroup, nil: self = .admin
             }
         }
     }
@@ -113,10 +117,20 @@ public struct SQSCredentials: Sendable, Codable, Equatable {
 
     /// Whether `accessKeyId` may run `action` on the queue `queue` (`nil` for actions on no queue).
     func allows(_ accessKeyId: String, _ action: String, queue: String?) -> Bool {
+        allows(accessKeyId, SQSAction(rawValue: action)?.permission ?? .group(.admin), queue: queue)
+    }
+
+    /// Whether `accessKeyId` has `permission` on the queue `queue` (`nil` for actions on no queue:
+    /// a permission on every queue, prefix `""`, is needed then).
+    func allows(_ accessKeyId: String, _ needed: SQSAction.Permission, queue: String?) -> Bool {
         guard let credential = credentials.first(where: { $0.accessKeyId == accessKeyId }) else { return false }
-        let group = ActionGroup(action: action)
         return credential.permissions.contains { permission in
-            permission.actions.contains(group) && (queue.map { $0.hasPrefix(permission.queuePrefix) } ?? true)
+            let granted: Bool =
+                switch needed {
+                case .group(let group): permission.actions.contains(group)
+                case .anyGroup: !permission.actions.isEmpty
+                }
+            return granted && (queue.map { $0.hasPrefix(permission.queuePrefix) } ?? true)
         }
     }
 

@@ -50,7 +50,9 @@ struct QueueAttributes: Equatable, Sendable {
 
     var visibilityTimeout = 30
     var delaySeconds = 0
-    var maximumMessageSize = 262_144
+    /// SQS's default since 2025 (it was 262 144): a queue created without the attribute takes a
+    /// message of up to 1 MiB.
+    var maximumMessageSize = 1_048_576
     var messageRetentionPeriod = 345_600
     var receiveMessageWaitTimeSeconds = 0
     var redrivePolicy: RedrivePolicy?

@@ -14,12 +14,6 @@ struct SQSActions: Sendable {
         var queryError: String?
     }
 
-    static let actions: Set<String> = [
-        "CreateQueue", "GetQueueUrl", "ListQueues", "DeleteQueue", "GetQueueAttributes", "SetQueueAttributes",
-        "SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch",
-        "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "PurgeQueue", "ListDeadLetterSourceQueues",
-    ]
-
     /// Who is calling, once the signature checked out: the key and what it may do.
     struct Caller: Sendable {
         let accessKeyId: String
@@ -35,23 +29,23 @@ struct SQSActions: Sendable {
                     "com.amazon.coral.service#UnknownOperationException", query: "InvalidAction",
                     "The request has no X-Amz-Target header of the form AmazonSQS.<Action>.")
             }
-            let action = String(target.dropFirst("AmazonSQS.".count))
-            guard Self.actions.contains(action) else {
+            let name = String(target.dropFirst("AmazonSQS.".count))
+            guard let action = SQSAction(rawValue: name) else {
                 throw SQSError(
                     "com.amazon.coral.service#UnknownOperationException", query: "InvalidAction",
-                    "The action \(action) is not valid for this endpoint.")
+                    "The action \(name) is not valid for this endpoint.")
             }
             let request = try SQSRequest(body: body)
             if let caller {
                 // Refused before anything runs: the queue is the one the request names.
                 let queue =
                     try (request.string("QueueUrl").map(SQSQueues.queueName(fromURL:)) ?? request.string("QueueName"))
-                guard caller.credentials.allows(caller.accessKeyId, action, queue: queue) else {
-                    throw SQSError.accessDenied(action, queue: queue)
+                guard caller.credentials.allows(caller.accessKeyId, action.permission, queue: queue) else {
+                    throw SQSError.accessDenied(name, queue: queue)
                 }
             }
-            var result = try await run(action, request, baseURL: baseURL)
-            if let caller, action == "ListQueues", let urls = result["QueueUrls"] as? [String] {
+            var result = try await action.run(request, on: self, baseURL: baseURL)
+            if let caller, action == .listQueues, let urls = result["QueueUrls"] as? [String] {
                 // A key lists the queues it administers.
                 let prefixes = caller.credentials.adminPrefixes(caller.accessKeyId)
                 let visible = urls.filter { url in prefixes.contains { SQSQueues.queueName(fromURL: url).hasPrefix($0) }
@@ -74,69 +68,81 @@ struct SQSActions: Sendable {
 
     private func url(_ name: String, _ baseURL: String) -> String { "\(baseURL)/\(SQSQueues.accountID)/\(name)" }
 
-    private func run(_ action: String, _ request: SQSRequest, baseURL: String) async throws -> [String: Any] {
-        switch action {
-        case "CreateQueue":
-            let name = try request.requiredString("QueueName")
-            let created = try await queues.createQueue(
-                name: name, attributes: try request.stringMap("Attributes") ?? [:])
-            return ["QueueUrl": url(created, baseURL)]
-        case "GetQueueUrl":
-            let name = try await queues.getQueueURL(name: try request.requiredString("QueueName"))
-            return ["QueueUrl": url(name, baseURL)]
-        case "ListQueues":
-            return try await listQueues(request, baseURL: baseURL)
-        case "DeleteQueue":
-            try await queues.deleteQueue(url: try request.requiredString("QueueUrl"))
+    // MARK: The actions (see ``SQSAction``)
+
+    func createQueue(_ request: SQSRequest, baseURL: String) async throws -> [String: Any] {
+        let name = try request.requiredString("QueueName")
+        let created = try await queues.createQueue(name: name, attributes: try request.stringMap("Attributes") ?? [:])
+        return ["QueueUrl": url(created, baseURL)]
+    }
+
+    func getQueueURL(_ request: SQSRequest, baseURL: String) async throws -> [String: Any] {
+        let name = try await queues.getQueueURL(name: try request.requiredString("QueueName"))
+        return ["QueueUrl": url(name, baseURL)]
+    }
+
+    func deleteQueue(_ request: SQSRequest) async throws -> [String: Any] {
+        try await queues.deleteQueue(url: try request.requiredString("QueueUrl"))
+        return [:]
+    }
+
+    func purgeQueue(_ request: SQSRequest) async throws -> [String: Any] {
+        try await queues.purgeQueue(url: try request.requiredString("QueueUrl"))
+        return [:]
+    }
+
+    func getQueueAttributes(_ request: SQSRequest) async throws -> [String: Any] {
+        let attributes = try await queues.getQueueAttributes(
+            url: try request.requiredString("QueueUrl"), names: try request.stringList("AttributeNames") ?? [])
+        return attributes.isEmpty ? [:] : ["Attributes": attributes]
+    }
+
+    func setQueueAttributes(_ request: SQSRequest) async throws -> [String: Any] {
+        try await queues.setQueueAttributes(
+            url: try request.requiredString("QueueUrl"), attributes: try request.stringMap("Attributes") ?? [:])
+        return [:]
+    }
+
+    func listDeadLetterSourceQueues(_ request: SQSRequest, baseURL: String) async throws -> [String: Any] {
+        let sources = try await queues.listDeadLetterSourceQueues(url: try request.requiredString("QueueUrl"))
+        return ["queueUrls": sources.map { url($0, baseURL) }]
+    }
+
+    func sendMessage(_ request: SQSRequest) async throws -> [String: Any] {
+        let prepared = try await queues.prepare(
+            url: try request.requiredString("QueueUrl"), input: try SQSQueues.SendInput(request))
+        try await queues.send(prepared.message, to: prepared.queue, delay: prepared.delay)
+        return sent(prepared.message)
+    }
+
+    func deleteMessage(_ request: SQSRequest) async throws -> [String: Any] {
+        try await queues.delete(
+            url: try request.requiredString("QueueUrl"), handle: try request.requiredString("ReceiptHandle"))
+        return [:]
+    }
+
+    func deleteMessageBatch(_ request: SQSRequest) async throws -> [String: Any] {
+        let url = try request.requiredString("QueueUrl")
+        return try await batch(request, action: "Delete") { entry in
+            try await queues.delete(url: url, handle: try entry.requiredString("ReceiptHandle"))
             return [:]
-        case "PurgeQueue":
-            try await queues.purgeQueue(url: try request.requiredString("QueueUrl"))
-            return [:]
-        case "GetQueueAttributes":
-            let attributes = try await queues.getQueueAttributes(
-                url: try request.requiredString("QueueUrl"), names: try request.stringList("AttributeNames") ?? [])
-            return attributes.isEmpty ? [:] : ["Attributes": attributes]
-        case "SetQueueAttributes":
-            try await queues.setQueueAttributes(
-                url: try request.requiredString("QueueUrl"), attributes: try request.stringMap("Attributes") ?? [:])
-            return [:]
-        case "ListDeadLetterSourceQueues":
-            let sources = try await queues.listDeadLetterSourceQueues(url: try request.requiredString("QueueUrl"))
-            return ["queueUrls": sources.map { url($0, baseURL) }]
-        case "SendMessage":
-            let prepared = try await queues.prepare(
-                url: try request.requiredString("QueueUrl"), input: try SQSQueues.SendInput(request))
-            try await queues.send(prepared.message, to: prepared.queue, delay: prepared.delay)
-            return sent(prepared.message)
-        case "SendMessageBatch":
-            return try await sendBatch(request)
-        case "ReceiveMessage":
-            return try await receive(request)
-        case "DeleteMessage":
-            try await queues.delete(
-                url: try request.requiredString("QueueUrl"), handle: try request.requiredString("ReceiptHandle"))
-            return [:]
-        case "DeleteMessageBatch":
-            let url = try request.requiredString("QueueUrl")
-            return try await batch(request, action: "Delete") { entry in
-                try await queues.delete(url: url, handle: try entry.requiredString("ReceiptHandle"))
-                return [:]
-            }
-        case "ChangeMessageVisibility":
+        }
+    }
+
+    func changeMessageVisibility(_ request: SQSRequest) async throws -> [String: Any] {
+        try await queues.changeVisibility(
+            url: try request.requiredString("QueueUrl"), handle: try request.requiredString("ReceiptHandle"),
+            timeout: try requiredInt(request, "VisibilityTimeout"))
+        return [:]
+    }
+
+    func changeMessageVisibilityBatch(_ request: SQSRequest) async throws -> [String: Any] {
+        let url = try request.requiredString("QueueUrl")
+        return try await batch(request, action: "ChangeMessageVisibility") { entry in
             try await queues.changeVisibility(
-                url: try request.requiredString("QueueUrl"), handle: try request.requiredString("ReceiptHandle"),
-                timeout: try requiredInt(request, "VisibilityTimeout"))
+                url: url, handle: try entry.requiredString("ReceiptHandle"),
+                timeout: try requiredInt(entry, "VisibilityTimeout"))
             return [:]
-        case "ChangeMessageVisibilityBatch":
-            let url = try request.requiredString("QueueUrl")
-            return try await batch(request, action: "ChangeMessageVisibility") { entry in
-                try await queues.changeVisibility(
-                    url: url, handle: try entry.requiredString("ReceiptHandle"),
-                    timeout: try requiredInt(entry, "VisibilityTimeout"))
-                return [:]
-            }
-        default:
-            throw SQSError("InvalidAction", "The action \(action) is not valid for this endpoint.")
         }
     }
 
@@ -151,7 +157,7 @@ struct SQSActions: Sendable {
         return result
     }
 
-    private func listQueues(_ request: SQSRequest, baseURL: String) async throws -> [String: Any] {
+    func listQueues(_ request: SQSRequest, baseURL: String) async throws -> [String: Any] {
         let names = await queues.listQueues(prefix: try request.string("QueueNamePrefix"))
         let maxResults = try request.int("MaxResults")
         if let maxResults, !(1...1_000).contains(maxResults) {
@@ -236,7 +242,7 @@ struct SQSActions: Sendable {
         return ["Id": id, "SenderFault": error.senderFault, "Code": error.batchCode, "Message": error.message]
     }
 
-    private func sendBatch(_ request: SQSRequest) async throws -> [String: Any] {
+    func sendBatch(_ request: SQSRequest) async throws -> [String: Any] {
         let url = try request.requiredString("QueueUrl")
         let entries = try entries(request, action: "Send")
         // The whole batch counts against the size limit, as in SQS.
@@ -279,7 +285,7 @@ struct SQSActions: Sendable {
         return ["Successful": successful, "Failed": failed]
     }
 
-    private func receive(_ request: SQSRequest) async throws -> [String: Any] {
+    func receive(_ request: SQSRequest) async throws -> [String: Any] {
         let url = try request.requiredString("QueueUrl")
         let systemNames = Set(
             (try request.stringList("AttributeNames") ?? [])

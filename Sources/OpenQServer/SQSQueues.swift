@@ -13,7 +13,8 @@ actor SQSQueues {
     static let subscriptionName = "sqs"
     /// The account id in queue URLs and ARNs.
     static let accountID = "000000000000"
-    static let region = "us-east-1"
+    /// The region in queue ARNs: the server's.
+    let region: String
 
     struct Queue {
         let topic: Topic<SQSMessage>
@@ -59,9 +60,10 @@ actor SQSQueues {
         for poll in polls.values { poll.cancel() }
     }
 
-    init(broker: MessageQueue, durable: Bool = false, logger: Logger) {
+    init(broker: MessageQueue, durable: Bool = false, region: String = "us-east-1", logger: Logger) {
         self.broker = broker
         self.durable = durable
+        self.region = region
         self.logger = logger
     }
 
@@ -122,7 +124,7 @@ actor SQSQueues {
                     let count = configuration.deadLetter.maxDeliveries
                 {
                     attributes.redrivePolicy = RedrivePolicy(
-                        maxReceiveCount: count, deadLetterTargetArn: Self.arn(of: target))
+                        maxReceiveCount: count, deadLetterTargetArn: arn(of: target))
                 } else {
                     attributes.redrivePolicy = nil
                 }
@@ -161,7 +163,7 @@ actor SQSQueues {
         url.split(separator: "/", omittingEmptySubsequences: true).last.map(String.init) ?? url
     }
 
-    static func arn(of name: String) -> String { "arn:aws:sqs:\(region):\(accountID):\(name)" }
+    func arn(of name: String) -> String { "arn:aws:sqs:\(region):\(Self.accountID):\(name)" }
 
     private func queue(fromURL url: String) throws(SQSError) -> (name: String, queue: Queue) {
         let name = Self.queueName(fromURL: url)
@@ -281,7 +283,7 @@ actor SQSQueues {
     func getQueueAttributes(url: String, names: [String]) throws(SQSError) -> [String: String] {
         let (name, queue) = try queue(fromURL: url)
         var all = queue.attributes.values
-        all["QueueArn"] = Self.arn(of: name)
+        all["QueueArn"] = arn(of: name)
         all["CreatedTimestamp"] = String(Int(queue.createdAt.timeIntervalSince1970))
         all["LastModifiedTimestamp"] = String(Int(queue.modifiedAt.timeIntervalSince1970))
         let statistics = try? queue.subscription.statistics()

@@ -51,6 +51,19 @@ public struct SQSServer: Service {
         /// before it accepts connections. Needs a broker opened on a store
         /// (`MessageQueue(storage: .sqlite(path:))`). Default `false`: queues live in memory.
         public var durableQueues: Bool
+        /// The AWS region the server is: a request must be signed for it (a credential scoped to
+        /// another region is `SignatureDoesNotMatch`, as in SQS), and queue ARNs name it. Default
+        /// `us-east-1`.
+        public var region: String
+        /// The URL clients reach the server by (behind a proxy or a load balancer, its URL), such as
+        /// `https://sqs.example.com`: queue URLs are built from it, and a signed request must be
+        /// signed for its host. Default `nil`: `http://<host>:<port>` of the bound address, where a
+        /// loopback host also answers to `localhost`, `127.0.0.1` and `[::1]`; a server bound to
+        /// every address (`0.0.0.0`, `::`) needs one.
+        public var publicURL: String?
+        /// Further `Host` values (`name` or `name:port`) a signed request may be signed for, beside
+        /// the public URL's: other names of the same server. Default none.
+        public var additionalHostNames: [String]
 
         /// A configuration; every parameter has the default described on its property.
         public init(
@@ -61,7 +74,10 @@ public struct SQSServer: Service {
             maximumRequestBytes: Int = 2 * 1_048_576,
             idleTimeout: Duration = .seconds(60),
             metrics: SQSMetrics? = nil,
-            durableQueues: Bool = false
+            durableQueues: Bool = false,
+            region: String = "us-east-1",
+            publicURL: String? = nil,
+            additionalHostNames: [String] = []
         ) {
             self.host = host
             self.port = port
@@ -71,6 +87,9 @@ public struct SQSServer: Service {
             self.idleTimeout = idleTimeout
             self.durableQueues = durableQueues
             self.metrics = metrics
+            self.region = region
+            self.publicURL = publicURL
+            self.additionalHostNames = additionalHostNames
         }
     }
 
@@ -93,7 +112,8 @@ public struct SQSServer: Service {
     ) {
         self.configuration = configuration
         self.logger = logger
-        self.queues = SQSQueues(broker: queue, durable: configuration.durableQueues, logger: logger)
+        self.queues = SQSQueues(
+            broker: queue, durable: configuration.durableQueues, region: configuration.region, logger: logger)
         self.onListening = onListening
     }
 
@@ -101,12 +121,16 @@ public struct SQSServer: Service {
     ///
     /// Every SQS request must carry a valid AWS Signature Version 4 of a key in
     /// ``Configuration/credentials`` (within 5 minutes of the server's clock, over the body as
-    /// received), and its key must have the permission for the action and queue; otherwise it is
-    /// answered 403 (`MissingAuthenticationToken`, `InvalidClientTokenId`, `SignatureDoesNotMatch`,
-    /// `AccessDenied`) and nothing is executed. With ``Configuration/allowAnonymous`` no request
-    /// is checked. `GET /health` needs no signature.
-    /// - Throws: ``SQSServerError`` without credentials and without `allowAnonymous`; an error
-    ///   when the address cannot be bound.
+    /// received, for the server's ``Configuration/region`` and one of its host names: see
+    /// ``Configuration/publicURL``), in one `Authorization` header and without a session token,
+    /// and its key must have the permission for the action and queue; otherwise it is answered 403
+    /// (`MissingAuthenticationToken`, `IncompleteSignature`, `InvalidClientTokenId`,
+    /// `SignatureDoesNotMatch`, `AccessDenied`) and nothing is executed. With
+    /// ``Configuration/allowAnonymous`` no request is checked. Queue URLs in replies are built from
+    /// the configuration, never from a request's `Host`. `GET /health` needs no signature.
+    /// - Throws: ``SQSServerError`` without credentials and without `allowAnonymous`, for a
+    ///   malformed public URL or a server bound to every address without one; an error when the
+    ///   address cannot be bound.
     public func run() async throws {
         if configuration.allowAnonymous {
             logger.warning(
@@ -117,6 +141,8 @@ public struct SQSServer: Service {
                 "openq-server needs credentials (--credentials FILE) to check who is calling, or "
                     + "--allow-anonymous for local development.")
         }
+        // Checked before anything starts; the port is the bound one once the server listens.
+        let endpoint = LockedValueBox(try SQSEndpoint(configuration, boundPort: configuration.port))
         let reopened = try await queues.restore()
         if configuration.durableQueues {
             logger.info("Durable queues", metadata: ["reopened": "\(reopened)"])
@@ -130,22 +156,27 @@ public struct SQSServer: Service {
                 status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }
         let verifier = configuration.credentials.map { credentials in
-            SigV4Verifier { credentials.secret(of: $0) }
+            SigV4Verifier(region: configuration.region) { credentials.secret(of: $0) }
         }
         let serverMetrics = configuration.metrics.map {
             ServerMetrics(factory: PrometheusMetricsFactory(registry: $0.registry))
         }
         router.post("/") { request, _ in
             try await Self.serve(
-                request, actions: actions, verifier: verifier, configuration: configuration, logger: logger,
-                metrics: serverMetrics)
+                request, actions: actions, verifier: verifier, configuration: configuration,
+                endpoint: endpoint.withLock { $0 }, logger: logger, metrics: serverMetrics)
         }
         if let metrics = configuration.metrics {
             router.get("/metrics") { request, _ in
-                Self.metrics(request, metrics: metrics, verifier: verifier, configuration: configuration)
+                Self.metrics(
+                    request, metrics: metrics, verifier: verifier, configuration: configuration,
+                    endpoint: endpoint.withLock { $0 })
             }
         }
-        let onListening = self.onListening
+        let onListening: @Sendable (Int) async -> Void = { [onListening] port in
+            if let bound = try? SQSEndpoint(configuration, boundPort: port) { endpoint.withLock { $0 = bound } }
+            await onListening(port)
+        }
         let app = Application(
             router: router,
             server: .http1(
@@ -166,7 +197,7 @@ public struct SQSServer: Service {
 
     static func serve(
         _ request: Request, actions: SQSActions, verifier: SigV4Verifier?, configuration: Configuration,
-        logger: Logger, metrics: ServerMetrics? = nil
+        endpoint: SQSEndpoint, logger: Logger, metrics: ServerMetrics? = nil
     ) async throws -> Response {
         let started = ContinuousClock.now
         let target = request.headers[HTTPField.Name("X-Amz-Target")!]
@@ -177,16 +208,15 @@ public struct SQSServer: Service {
         } else {
             let collected = await Self.collect(request.body, configuration: configuration)
             if case .success(let body) = collected {
-                let authority = request.head.authority ?? "\(configuration.host):\(configuration.port)"
                 do {
                     var caller: SQSActions.Caller?
                     if !configuration.allowAnonymous, let verifier, let credentials = configuration.credentials {
-                        let accessKeyId = try verifier.verify(Self.signed(request, authority: authority, body: body))
+                        let accessKeyId = try Self.authenticate(
+                            request, body: body, verifier: verifier, endpoint: endpoint)
                         caller = SQSActions.Caller(accessKeyId: accessKeyId, credentials: credentials)
                         accessKey = accessKeyId
                     }
-                    reply = await actions.handle(
-                        target: target, body: body, baseURL: "http://\(authority)", caller: caller)
+                    reply = await actions.handle(target: target, body: body, baseURL: endpoint.baseURL, caller: caller)
                 } catch {
                     reply = SQSActions.reply(error)
                 }
@@ -228,15 +258,15 @@ public struct SQSServer: Service {
     /// `GET /metrics`: the registry in the Prometheus text format, for anyone when the metrics are
     /// public or the server anonymous, otherwise for a signed request of an admin of every queue.
     static func metrics(
-        _ request: Request, metrics: SQSMetrics, verifier: SigV4Verifier?, configuration: Configuration
+        _ request: Request, metrics: SQSMetrics, verifier: SigV4Verifier?, configuration: Configuration,
+        endpoint: SQSEndpoint
     ) -> Response {
         if !metrics.isPublic, !configuration.allowAnonymous {
-            let authority = request.head.authority ?? "\(configuration.host):\(configuration.port)"
             do {
                 guard let verifier, let credentials = configuration.credentials else {
                     throw SigV4Verifier.denied("MissingAuthenticationToken", "Request is missing Authentication Token")
                 }
-                let key = try verifier.verify(signed(request, authority: authority, body: []))
+                let key = try authenticate(request, body: [], verifier: verifier, endpoint: endpoint)
                 guard credentials.allows(key, "GetMetrics", queue: "") else {
                     throw SQSError.accessDenied("GET /metrics", queue: nil)
                 }
@@ -252,14 +282,29 @@ public struct SQSServer: Service {
             body: .init(byteBuffer: ByteBuffer(bytes: metrics.emit())))
     }
 
+    /// Checks who signed a request: one `Authorization` header, a signature for this server's host
+    /// and region, by a known key.
+    /// - Returns: the access key id.
+    static func authenticate(
+        _ request: Request, body: [UInt8], verifier: SigV4Verifier, endpoint: SQSEndpoint
+    ) throws(SQSError) -> String {
+        guard request.headers[values: .authorization].count <= 1 else {
+            throw SigV4Verifier.denied(
+                "IncompleteSignature", "The request has more than one Authorization header; send exactly one.")
+        }
+        let signed = signed(request, authority: request.head.authority, body: body)
+        if signed.headers["authorization"] != nil { try endpoint.checkSigned(forHost: request.head.authority) }
+        return try verifier.verify(signed)
+    }
+
     /// What SigV4 verification needs of a request (the `Host` header is HTTP's authority).
-    static func signed(_ request: Request, authority: String, body: [UInt8]) -> SigV4Verifier.Request {
+    static func signed(_ request: Request, authority: String?, body: [UInt8]) -> SigV4Verifier.Request {
         var headers: [String: String] = [:]
         for field in request.headers {
             let name = field.name.canonicalName
             headers[name] = headers[name].map { "\($0),\(field.value)" } ?? field.value
         }
-        headers["host"] = authority
+        if let authority { headers["host"] = authority }
         return SigV4Verifier.Request(
             method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "", headers: headers,
             body: body)

@@ -4,21 +4,25 @@ import Foundation
 /// AWS Signature Version 4, verified as AWS verifies it: the canonical request is rebuilt from
 /// what arrived (method, path, query, the signed headers, and the SHA-256 of the body as
 /// received), signed with the caller's secret, and the result compared in constant time. The
-/// request's time must be within five minutes of the server's.
+/// request's time must be within five minutes of the server's, and its credential scoped to this
+/// server's region and service. Session tokens (temporary credentials) are refused.
 struct SigV4Verifier: Sendable {
     /// How far a request's `X-Amz-Date` may be from the server's clock.
     static let allowedSkew: TimeInterval = 5 * 60
 
     let service: String
+    /// The region a credential must be scoped to (the server's).
+    let region: String
     /// The secret of an access key id, or `nil` for an unknown key.
     let secret: @Sendable (String) -> String?
     let now: @Sendable () -> Date
 
     init(
-        service: String = "sqs", now: @escaping @Sendable () -> Date = Date.init,
+        service: String = "sqs", region: String = "us-east-1", now: @escaping @Sendable () -> Date = Date.init,
         secret: @escaping @Sendable (String) -> String?
     ) {
         self.service = service
+        self.region = region
         self.now = now
         self.secret = secret
     }
@@ -46,6 +50,12 @@ struct SigV4Verifier: Sendable {
         guard let authorization = headers["authorization"] else {
             throw Self.denied("MissingAuthenticationToken", "Request is missing Authentication Token")
         }
+        if headers["x-amz-security-token"] != nil {
+            throw Self.denied(
+                "InvalidClientTokenId",
+                "Session tokens (X-Amz-Security-Token, temporary credentials) are not supported by this server: sign "
+                    + "with a long-term access key of its credentials file.")
+        }
         let parsed = try Self.parse(authorization)
         let scope = parsed.credential.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard scope.count == 5, scope[4] == "aws4_request" else {
@@ -58,6 +68,12 @@ struct SigV4Verifier: Sendable {
         guard service == self.service else {
             throw Self.denied(
                 "SignatureDoesNotMatch", "Credential should be scoped to correct service: '\(self.service)'.")
+        }
+        guard region == self.region else {
+            throw Self.denied(
+                "SignatureDoesNotMatch",
+                "Credential should be scoped to a valid region: this server's region is '\(self.region)', the "
+                    + "request was signed for '\(region)'.")
         }
         guard let amzDate = headers["x-amz-date"], let date = Self.parseDate(amzDate), amzDate.hasPrefix(day) else {
             throw Self.denied(

@@ -35,6 +35,20 @@ struct OpenQServerCommand: AsyncParsableCommand {
     @Option(help: "The port to bind (0: any free port, printed at start).")
     var port = 9324
 
+    @Option(help: "The AWS region this server is: requests must be signed for it; queue ARNs name it.")
+    var region = "us-east-1"
+
+    @Option(
+        help: ArgumentHelp(
+            "The URL clients reach this server by (http(s)://name[:port]); queue URLs are built from it and "
+                + "signatures must name its host.",
+            discussion: "Default: http://<host>:<port>, where a loopback host also answers to localhost. Needed "
+                + "when --host binds every address (0.0.0.0)."))
+    var publicURL: String?
+
+    @Option(help: "Another name (name or name:port) requests may be signed for; repeat for several.")
+    var hostName: [String] = []
+
     @Option(help: "Keep every queue in this SQLite file (created when missing) and reopen them at start.")
     var data: String?
 
@@ -83,7 +97,8 @@ struct OpenQServerCommand: AsyncParsableCommand {
             queue: queue,
             configuration: .init(
                 host: host, port: port, allowAnonymous: allowAnonymous, credentials: keys,
-                metrics: metrics, durableQueues: data != nil),
+                metrics: metrics, durableQueues: data != nil, region: region, publicURL: publicURL,
+                additionalHostNames: hostName),
             logger: logger,
             onListening: { port in
                 // One line on stdout, for scripts that started the server on port 0.

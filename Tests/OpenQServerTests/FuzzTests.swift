@@ -46,7 +46,10 @@ struct FuzzTests {
         _ = await actions.handle(
             target: "AmazonSQS.CreateQueue", body: Array(#"{"QueueName":"fuzz"}"#.utf8), baseURL: "http://h")
         var random = Random(seed: 0x0_DDBA11)
-        let targets = SQSActions.actions.sorted().map { "AmazonSQS.\($0)" } + ["AmazonSQS.", "Nope", "AmazonSQS.Bogus"]
+        let targets =
+            SQSAction.allCases.map(\.rawValue).sorted().map { "AmazonSQS.\($0)" } + [
+                "AmazonSQS.", "Nope", "AmazonSQS.Bogus",
+            ]
         for iteration in 0..<3_000 {
             let body: [UInt8]
             switch random.below(4) {

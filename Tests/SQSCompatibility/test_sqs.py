@@ -10,10 +10,13 @@ SQS (noted at each) are skipped there, never the other way round.
 
 import base64
 import hashlib
+import json
 import os
 import struct
 import threading
 import time
+import urllib.error
+import urllib.request
 import unittest
 import uuid
 
@@ -227,6 +230,17 @@ class Messages(SQSTestCase):
         self.assertEqual(message["MD5OfMessageAttributes"], md5_of_attributes(message["MessageAttributes"]))
         plain = self.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
         self.assertNotIn("Messages", plain)  # in flight
+
+    def test_a_default_queue_takes_a_message_of_up_to_one_mib(self):
+        _, url = self.queue("large")
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MaximumMessageSize"])["Attributes"]
+        self.assertEqual(attributes["MaximumMessageSize"], "1048576")
+        self.sqs.send_message(QueueUrl=url, MessageBody="x" * 300_000)
+        received = self.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+        self.assertEqual(len(received[0]["Body"]), 300_000)
+        with self.assertRaises(ClientError) as caught:
+            self.sqs.send_message(QueueUrl=url, MessageBody="x" * 1_048_577)
+        self.assertEqual(error_code(caught.exception), "InvalidParameterValue")
 
     def test_limits_are_enforced(self):
         _, url = self.queue("limits", MaximumMessageSize=1024)
@@ -504,6 +518,45 @@ class Authentication(SQSTestCase):
             urllib.request.urlopen(request, timeout=10)
         self.assertEqual(caught.exception.code, 403)
         self.assertEqual(caught.exception.headers["x-amzn-query-error"], "MissingAuthenticationToken;Sender")
+
+    def test_a_request_signed_for_another_region_is_refused(self):
+        name = "region-" + uuid.uuid4().hex[:8]
+        for region in ("eu-west-1", "nowhere-1"):
+            other = boto3.client(
+                "sqs", endpoint_url=ENDPOINT, region_name=region, aws_access_key_id=ADMIN[0],
+                aws_secret_access_key=ADMIN[1], config=botocore.config.Config(retries={"max_attempts": 1}))
+            with self.assertRaises(ClientError) as caught:
+                other.create_queue(QueueName=name)
+            self.assertEqual(error_code(caught.exception), "SignatureDoesNotMatch")
+        with self.assertRaises(ClientError):
+            self.sqs.get_queue_url(QueueName=name)
+
+    def test_a_request_signed_for_another_host_is_refused(self):
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        body = json.dumps({"QueueName": "host-" + uuid.uuid4().hex[:8]}).encode()
+        for host in ("sqs.eu-west-1.amazonaws.com", "evil.example:8080"):
+            signed = AWSRequest(
+                method="POST", url=f"http://{host}/", data=body,
+                headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "AmazonSQS.CreateQueue"})
+            SigV4Auth(Credentials(*ADMIN), "sqs", "us-east-1").add_auth(signed)
+            request = urllib.request.Request(ENDPOINT + "/", data=body, method="POST", headers=dict(signed.headers))
+            with self.assertRaises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(request, timeout=30)
+            self.assertEqual(caught.exception.code, 403, host)
+            self.assertTrue(caught.exception.headers["x-amzn-query-error"].startswith("SignatureDoesNotMatch"))
+
+    def test_a_key_with_any_permission_on_a_queue_looks_it_up_and_reads_its_attributes(self):
+        name, url = self.queue("lookup")
+        sender = client(SENDER)
+        self.assertEqual(sender.get_queue_url(QueueName=name)["QueueUrl"], url)
+        attributes = sender.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        self.assertIn("VisibilityTimeout", attributes)
+        with self.assertRaises(ClientError) as caught:
+            sender.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "5"})
+        self.assertEqual(error_code(caught.exception), "AccessDenied")
 
     def test_permissions_by_action_group_and_queue_prefix(self):
         _, url = self.queue("perm")
