@@ -1,3 +1,5 @@
+// The openq-demo command line.
+
 import ArgumentParser
 import Foundation
 import OpenQ

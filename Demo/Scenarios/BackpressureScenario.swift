@@ -1,3 +1,5 @@
+// Demo scenario: a fast producer, a slow consumer, and each overflow policy.
+
 import OpenQ
 
 enum BackpressureScenario {

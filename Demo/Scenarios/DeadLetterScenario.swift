@@ -1,3 +1,5 @@
+// Demo scenario: poison messages dead-lettered, then redriven.
+
 import OpenQ
 
 struct Payment: Sendable {

@@ -1,3 +1,5 @@
+// Demo scenario: a durable topic's child process killed with SIGKILL, and what comes back.
+
 import Foundation
 import OpenQ
 import OpenQSQLite

@@ -1,3 +1,5 @@
+// Demo scenario: an event bus, fan-out to every subscription.
+
 import OpenQ
 
 struct OrderEvent: Sendable {

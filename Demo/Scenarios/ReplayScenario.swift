@@ -1,3 +1,5 @@
+// Demo scenario: retention, replay from the earliest message and seek.
+
 import OpenQ
 
 struct PriceTick: Sendable {

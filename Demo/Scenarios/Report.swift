@@ -1,3 +1,5 @@
+// How the demo prints its statistics tables and checks.
+
 import Foundation
 import OpenQ
 

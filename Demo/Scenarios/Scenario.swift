@@ -1,3 +1,5 @@
+// The demo's scenarios, their options and outcomes, and the bounded waits they use.
+
 import Foundation
 import Logging
 import OpenQ

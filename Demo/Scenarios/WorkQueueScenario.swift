@@ -1,3 +1,5 @@
+// Demo scenario: a work queue with manual acks; a crashed consumer's job is redelivered.
+
 import OpenQ
 
 enum WorkQueueScenario {

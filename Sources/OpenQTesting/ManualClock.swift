@@ -1,3 +1,5 @@
+// The OpenQTesting product: a manual clock for tests of code built on OpenQ.
+
 import OpenQ
 
 /// A clock that moves only when a test calls ``advance(by:)``, so that code built on OpenQ tests

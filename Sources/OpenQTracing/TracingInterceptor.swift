@@ -1,10 +1,12 @@
+// The OpenQTracing product: a producer span per publish, a consumer span per handled message.
+
 import OpenQ
 import Tracing
 
 /// Traces messages from publish to handling with swift-distributed-tracing: a producer span per
 /// publish call, whose context travels in the messages' headers through the `Instrument` API (with
 /// a W3C Trace Context propagator, such as swift-otel's, as the `traceparent` header), and a
-/// consumer span for each message a ``Consumer`` handles, linked to the producer span.
+/// consumer span for each message a `Consumer` handles, linked to the producer span.
 ///
 /// Install it on the broker; the tracer is the one the application bootstrapped (or the task's,
 /// with `withTracer`) unless you pass one.

@@ -1,3 +1,5 @@
+// The openq-server command line.
+
 import ArgumentParser
 import Foundation
 import Logging
@@ -42,7 +44,8 @@ struct OpenQServerCommand: AsyncParsableCommand {
         help: ArgumentHelp(
             "The URL clients reach this server by (http(s)://name[:port]); queue URLs are built from it and "
                 + "signatures must name its host.",
-            discussion: "Default: http://<host>:<port>, where a loopback host also answers to localhost. Needed "
+            discussion: "Default: http://<host>:<port>, where a loopback host also answers to localhost, "
+                + "127.0.0.1 and [::1]. Needed "
                 + "when --host binds every address (0.0.0.0)."))
     var publicURL: String?
 

@@ -6,8 +6,8 @@ import Testing
 /// Each demo scenario, in-process with small counts: its invariants and final statistics, not its text.
 @Suite("openq-demo scenarios")
 struct ScenarioTests {
-    let options = DemoOptions(messages: 60, consumers: 2, visibilityTimeout: .milliseconds(50), seed: 1)
-    let narrator = Narrator(quiet: true)
+    let options = smallOptions
+    let narrator = quietNarrator
 
     @Test func eventBus() async throws {
         let outcome = try await ScenarioName.eventBus.run(options, narrator: narrator)

@@ -5,94 +5,6 @@ import Testing
 
 @testable import OpenQSQLite
 
-/// A payload with some bulk, so that a capped file fills up after a few publishes.
-struct Blob: Codable, Sendable, Hashable {
-    var id: Int
-    var bulk = ""
-
-    init(id: Int, bytes: Int = 0) {
-        self.id = id
-        self.bulk = String(repeating: "x", count: bytes)
-    }
-}
-
-/// A payload whose encoding always throws.
-struct Unencodable: Codable, Sendable {
-    struct Refused: Error {}
-    init() {}
-    init(from decoder: any Decoder) throws {}
-    func encode(to encoder: any Encoder) throws { throw Refused() }
-}
-
-/// A small tmpfs, for a disk that really fills up and a mount that really is read-only. Needs
-/// root with CAP_SYS_ADMIN (as on CI); `nil` where mounting is not allowed.
-final class Tmpfs {
-    let path: String
-
-    init?(megabytes: Int) {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("openq-tmpfs-\(UUID().uuidString)").path
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        guard Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(megabytes)m", "tmpfs", path]) else {
-            try? FileManager.default.removeItem(atPath: path)
-            return nil
-        }
-    }
-
-    static let isAvailable: Bool = {
-        guard let probe = Tmpfs(megabytes: 1) else { return false }
-        probe.unmount()
-        return true
-    }()
-
-    func remount(readOnly: Bool) -> Bool {
-        Self.run("/bin/mount", ["-o", "remount,\(readOnly ? "ro" : "rw")", path])
-    }
-
-    func unmount() {
-        _ = Self.run("/bin/umount", ["-l", path])
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    @discardableResult
-    static func run(_ tool: String, _ arguments: [String]) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-            process.waitUntilExit()
-            return process.terminationStatus == 0
-        } catch {
-            return false
-        }
-    }
-}
-
-/// Whether the tests run under ThreadSanitizer (CI's TSan pass sets TSAN_OPTIONS). The heaviest
-/// SQLite tests (tens of MiB written) check SQLite's and the store's bounds, not races; under
-/// TSan they take half a minute of both cores and starve the timing-sensitive tests that run
-/// beside them (a README example's 5 s grace period ran out), so that pass runs them smaller
-/// or not at all. The debug and release passes run them whole.
-let underThreadSanitizer = ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil
-
-/// How long a test waits for something it caused before it fails instead of hanging, in seconds
-/// of real time: a bound for a bug, never a measure of speed (see `patience` in OpenQTests).
-let patience: Double = 120
-
-/// Waits (bounded, real time) until `condition` holds.
-func waitFor(_ what: String, within seconds: Double = patience, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out waiting for \(what)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
-
 /// Publishes (bounded) until a publish fails; returns the ids accepted and the error with the id
 /// whose own commit found the fault (in doubt: kept, and committed once the fault clears).
 func publishUntilRefused(
@@ -161,7 +73,7 @@ struct DiskFaultTests {
 
             // Room again: the kept writes commit by themselves, and the broker goes on.
             try await store.capSizeForTesting(false)
-            try await waitFor("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
+            try await eventually("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
             try await jobs.publish(Blob(id: -99))
             let seen = try await consumer.value
             // Everything accepted was delivered once (the consumer acked each), the publish whose
@@ -202,7 +114,7 @@ struct DiskFaultTests {
             #expect(statistics.inFlight == 4)
 
             try await store.refuseWritesForTesting(false)
-            try await waitFor("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
+            try await eventually("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
             try await deliveries[1].ack()
             try await jobs.publish(Blob(id: 6))
             _ = await queue.shutdown(gracePeriod: .zero)
@@ -241,7 +153,7 @@ struct DiskFaultTests {
         #expect(try await queue.storeStatistics()?.fault?.code == .storeFull)
 
         try FileManager.default.removeItem(atPath: filler)
-        try await waitFor("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
+        try await eventually("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
         try await jobs.publish(Blob(id: -99))
         let seen = try await consumer.value
         #expect(seen.sorted() == (accepted + [inDoubt, -99]).sorted())
@@ -400,16 +312,16 @@ struct DiskFaultTests {
             let consumer = try await jobs.consume(
                 subscription: "work", with: RecordingHandler(seen: seen), concurrency: 2)
             for id in 1...10 { try await jobs.publish(Blob(id: id)) }
-            try await waitFor("the first ten") { await seen.ids.count >= 10 }
+            try await eventually("the first ten") { await seen.ids.count >= 10 }
             try await store.refuseWritesForTesting(true)
             // This publish's own commit finds the fault: in doubt, kept, delivered once it commits.
             await #expect(throws: OpenQError.self) { try await jobs.publish(Blob(id: 11)) }
             try await Task.sleep(for: .milliseconds(50))
             #expect(await queue.statistics().subscription("work", of: "jobs")?.consumers == 1)
             try await store.refuseWritesForTesting(false)
-            try await waitFor("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
+            try await eventually("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
             for id in 12...20 { try await jobs.publish(Blob(id: id)) }
-            try await waitFor("all twenty") { Set(await seen.ids) == Set(1...20) }
+            try await eventually("all twenty") { Set(await seen.ids) == Set(1...20) }
             #expect(await queue.statistics().subscription("work", of: "jobs")?.consumers == 1)
             await consumer.stop()
             _ = await queue.shutdown(gracePeriod: .zero)
@@ -467,7 +379,7 @@ struct DiskFaultTests {
             let refused = Set(outcomes.flatMap(\.refused))
             let inDoubt = Set(outcomes.flatMap(\.inDoubt))
             #expect(!refused.isEmpty && !accepted.isEmpty, "the faults met the load")
-            try await waitFor("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
+            try await eventually("the fault to clear") { try await queue.storeStatistics()?.fault == nil }
             try await jobs.publish(Blob(id: -99))
             try await jobs.publish(Blob(id: -99))
             var seen: [Int] = []
@@ -575,15 +487,4 @@ struct WALHousekeepingTests {
             _ = await queue.shutdown(gracePeriod: .zero)
         }
     }
-}
-
-/// The ids a handler saw.
-actor SeenIDs {
-    var ids: [Int] = []
-    func add(_ id: Int) { ids.append(id) }
-}
-
-struct RecordingHandler: MessageHandler {
-    let seen: SeenIDs
-    func handle(_ message: Message<Blob>) async throws { await seen.add(message.payload.id) }
 }

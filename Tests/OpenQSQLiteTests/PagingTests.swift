@@ -6,43 +6,6 @@ import Testing
 
 @testable import OpenQSQLite
 
-/// A broker whose durable subscriptions keep at most `resident` waiting messages in memory (on
-/// real time unless a test brings a manual clock: receives wait for pages read from the store).
-func openPagingBroker(_ path: String, resident: Int, clock: some Clock<Duration> = ContinuousClock()) async throws
-    -> MessageQueue
-{
-    try await MessageQueue(
-        storage: .sqlite(path: path, durability: .processCrash, residentMessages: resident),
-        configuration: .init(metricsInterval: nil, randomSeed: 1),
-        clock: clock,
-        epoch: epoch)
-}
-
-/// A durable topic that holds a large backlog (its capacity is far above the resident limit).
-let largeDurable = TopicConfiguration(capacity: 1_000_000, durability: .durable)
-
-/// Receives (waiting for pages read back from the store) and acknowledges until `count`
-/// deliveries arrived or nothing comes within ``patience``; checks the memory bound after every
-/// take.
-func drain(
-    _ subscription: Subscription<Blob>, count: Int, max: Int = 3, resident: Int,
-    statistics: () async -> SubscriptionStatistics?
-) async throws -> [Int] {
-    var ids: [Int] = []
-    while ids.count < count {
-        let deliveries = try await subscription.receive(max: max, waitingUpTo: .seconds(patience))
-        if deliveries.isEmpty { break }
-        for delivery in deliveries {
-            ids.append(delivery.message.payload.id)
-            try await delivery.ack()
-        }
-        if let statistics = await statistics() {
-            #expect(statistics.depth - statistics.pagedOut <= resident, "memory holds at most the resident limit")
-        }
-    }
-    return ids
-}
-
 @Suite("Paging: backlogs larger than memory wait in the store, in delivery order")
 struct PagingTests {
     @Test func aBacklogBeyondTheLimit_waitsInTheStore_andComesBackInPublishOrder() async throws {
@@ -181,7 +144,7 @@ struct PagingTests {
             #expect(early == Array(1...20))
             #expect(try await work.receive(max: 1).isEmpty)
             clock.advance(by: .seconds(10))
-            try await waitFor("the delayed message to be visible") { try work.statistics().depth == 1 }
+            try await eventually("the delayed message to be visible") { try work.statistics().depth == 1 }
             #expect(try await work.receive(max: 1).map(\.message.payload.id) == [99])
             _ = await queue.shutdown(gracePeriod: .zero)
         }

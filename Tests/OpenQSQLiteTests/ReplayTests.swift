@@ -6,29 +6,6 @@ import Testing
 
 @testable import OpenQSQLite
 
-/// A durable topic that keeps the latest `count` messages for replay (and holds large backlogs).
-func retaining(_ retention: Retention) -> TopicConfiguration {
-    TopicConfiguration(capacity: 1_000_000, retention: retention, durability: .durable)
-}
-
-/// Receives and acknowledges everything waiting in a subscription (pages included), on any
-/// clock: an empty receive with messages still waiting means a page is being read.
-func receiveAll(_ subscription: Subscription<Blob>, max: Int = 50) async throws -> [Int] {
-    var ids: [Int] = []
-    for _ in 0..<100_000 {
-        let deliveries = try await subscription.receive(max: max)
-        if deliveries.isEmpty {
-            if try subscription.statistics().depth == 0 { return ids }
-            try await Task.sleep(for: .milliseconds(1))
-            continue
-        }
-        ids += deliveries.map(\.message.payload.id)
-        _ = await subscription.ack(deliveries)
-    }
-    Issue.record("still receiving after 100 000 rounds")
-    return ids
-}
-
 @Suite("Retention and replay from the store")
 struct ReplayTests {
     @Test func aSubscriptionCreatedAfterARestart_replaysTheRetainedMessages_inOrder() async throws {

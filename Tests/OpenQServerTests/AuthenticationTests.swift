@@ -21,27 +21,11 @@ struct AuthenticationTests {
             permissions: [.init(queuePrefix: "jobs", actions: [.consume])]),
     ])
 
-    /// Runs `body` against a server on a free loopback port, then shuts it down.
+    /// Runs `body` against a server with `configuration` on a free loopback port.
     func withServer(
-        _ configuration: SQSServer.Configuration = .init(credentials: credentials),
-        _ body: (Int) async throws -> Void
+        _ configuration: SQSServer.Configuration = .init(credentials: credentials), _ body: (Int) async throws -> Void
     ) async throws {
-        var configuration = configuration
-        configuration.port = 0
-        let queue = MessageQueue(configuration: .init(metricsInterval: nil, shutdownGracePeriod: .zero))
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let server = SQSServer(
-            queue: queue, configuration: configuration, logger: Logger(label: "test"),
-            onListening: { continuation.yield($0) })
-        let group = ServiceGroup(services: [queue, server], logger: Logger(label: "test"))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            try await body(port)
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-        }
+        try await OpenQServerTests.withServer(configuration) { port, _ in try await body(port) }
     }
 
     /// One SQS request over a raw connection, signed for `region` and `host` (the `Host` header
@@ -78,13 +62,10 @@ struct AuthenticationTests {
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         for _ in 0..<authorizations { head += "authorization: \(authorization)\r\n" }
         head += "content-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n"
-        let connection = try SlowClientTests.RawConnection(port: port)
+        let connection = try RawConnection(port: port)
         connection.send(head + body)
-        // On a thread of its own: a blocking read on the cooperative pool would starve the server.
-        let read = try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(returning: connection.readUntilClosed()) }
-        }
-        let reply = try #require(read, "the server closed the connection")
+        let reply = try #require(
+            try await blocking { connection.readUntilClosed() }, "the server closed the connection")
         let status = Int(reply.split(separator: " ", maxSplits: 2).dropFirst().first ?? "") ?? 0
         let replyBody = reply.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
         return (status, replyBody)

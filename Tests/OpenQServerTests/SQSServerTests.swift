@@ -15,21 +15,10 @@ import Testing
 /// on a loopback port, then a graceful shutdown of the group.
 @Suite("SQS server over HTTP")
 struct SQSServerTests {
-    /// Runs `body` against a server on a free loopback port, then shuts the group down.
+    /// Runs `body` against an anonymous server on a free loopback port, by its base URL.
     func withServer(_ body: (URL, MessageQueue) async throws -> Void) async throws {
-        let queue = MessageQueue(configuration: .init(metricsInterval: nil, shutdownGracePeriod: .zero))
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let server = SQSServer(
-            queue: queue, configuration: .init(port: 0, allowAnonymous: true), logger: Logger(label: "test"),
-            onListening: { continuation.yield($0) })
-        let group = ServiceGroup(services: [queue, server], logger: Logger(label: "test"))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
+        try await OpenQServerTests.withServer(.init(allowAnonymous: true)) { port, queue in
             try await body(URL(string: "http://127.0.0.1:\(port)")!, queue)
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
         }
     }
 

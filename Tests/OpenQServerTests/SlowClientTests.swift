@@ -18,73 +18,6 @@ import Testing
 /// wait is bounded.
 @Suite("Slow and broken clients")
 struct SlowClientTests {
-    /// A blocking TCP client with a receive timeout, for byte-level control.
-    final class RawConnection: @unchecked Sendable {  // one task at a time uses it
-        let descriptor: Int32
-
-        init(port: Int) throws {
-            descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-            var timeout = timeval(tv_sec: 10, tv_usec: 0)
-            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        }
-
-        deinit { close(descriptor) }
-
-        func send(_ text: String) {
-            let bytes = Array(text.utf8)
-            _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        }
-
-        func shutdownWrite() { shutdown(descriptor, Int32(SHUT_WR)) }
-
-        /// Everything until the peer closes (or 10 s pass): `nil` when it timed out still open.
-        func readUntilClosed() -> String? {
-            var received: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-                if count == 0 { return String(decoding: received, as: UTF8.self) }
-                if count < 0 { return errno == ECONNRESET ? String(decoding: received, as: UTF8.self) : nil }
-                received += buffer[0..<count]
-            }
-        }
-    }
-
-    /// Runs blocking socket calls on a thread of their own: on the cooperative pool (two threads on
-    /// two cores) they would starve the server's handlers.
-    func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-        }
-    }
-
-    func withServer(_ body: (Int) async throws -> Void) async throws {
-        let queue = MessageQueue(configuration: .init(metricsInterval: nil, shutdownGracePeriod: .zero))
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let server = SQSServer(
-            queue: queue,
-            configuration: .init(port: 0, allowAnonymous: true, idleTimeout: .seconds(1)),
-            logger: Logger(label: "test"), onListening: { continuation.yield($0) })
-        let group = ServiceGroup(services: [queue, server], logger: Logger(label: "test"))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            try await body(port)
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-        }
-    }
 
     /// One complete, well-formed request on its own connection.
     func listQueues(_ port: Int) throws -> String? {
@@ -96,7 +29,7 @@ struct SlowClientTests {
     }
 
     @Test func aHeaderThatNeverEnds_isClosedAfterTheIdleTimeout_whileOthersAreServed() async throws {
-        try await withServer { port in
+        try await withServer(.init(allowAnonymous: true, idleTimeout: .seconds(1))) { port, _ in
             let stalled = try RawConnection(port: port)
             stalled.send("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Tar")
             // Others are served meanwhile.
@@ -111,7 +44,7 @@ struct SlowClientTests {
     }
 
     @Test func aBodyThatStalls_isClosedAfterTheIdleTimeout_whileOthersAreServed() async throws {
-        try await withServer { port in
+        try await withServer(.init(allowAnonymous: true, idleTimeout: .seconds(1))) { port, _ in
             let stalled = try RawConnection(port: port)
             stalled.send(
                 "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nContent-Length: 100\r\n\r\n{"
@@ -128,7 +61,7 @@ struct SlowClientTests {
     }
 
     @Test func aHalfClosedClient_stillGetsItsAnswer() async throws {
-        try await withServer { port in
+        try await withServer(.init(allowAnonymous: true, idleTimeout: .seconds(1))) { port, _ in
             let connection = try RawConnection(port: port)
             connection.send(
                 "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AmazonSQS.CreateQueue\r\n"
@@ -141,7 +74,7 @@ struct SlowClientTests {
     }
 
     @Test func garbageInsteadOfHTTP_closesThatConnectionOnly() async throws {
-        try await withServer { port in
+        try await withServer(.init(allowAnonymous: true, idleTimeout: .seconds(1))) { port, _ in
             let garbage = try RawConnection(port: port)
             garbage.send("\u{0}\u{1}GARBAGE / NOT-HTTP\r\n\r\n\r\n")
             let reply = try await blocking { garbage.readUntilClosed() }

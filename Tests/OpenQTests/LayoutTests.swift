@@ -10,7 +10,7 @@ import Testing
 @Suite("Hot-path layouts")
 struct LayoutTests {
     @Test func aHandedMessage_isThirtyTwoBytes() {
-        #expect(MemoryLayout<StoredMessage>.size == 12)
+        #expect(MemoryLayout<PublishedMessage>.size == 12)
         #expect(MemoryLayout<HandedMessage>.size == 32)
         #expect(MemoryLayout<HandedMessage>.stride == 32)
     }
@@ -23,26 +23,27 @@ struct LayoutTests {
     @Test func aPendingMessage_isFortyBytes_andKeepsItsFirstDeliveryTime() {
         #expect(MemoryLayout<TopicStateMachine.Pending>.size == 40)
         let record = MessageRecord(count: 1, headers: [:], priority: 0, firstID: .unassigned)
-        var pending = TopicStateMachine.Pending(stored: StoredMessage(record), attempts: 3, lastError: nil)
+        var pending = TopicStateMachine.Pending(stored: PublishedMessage(record), attempts: 3, lastError: nil)
         #expect(pending.firstDeliveredSeconds.isNaN)
         pending.firstDeliveredSeconds = 12.5
         pending.attempts += 1
         #expect(pending.firstDeliveredSeconds == 12.5)
         #expect(pending.attempts == 4)
         let recovered = TopicStateMachine.Pending(
-            stored: StoredMessage(record), attempts: 1, lastError: nil, firstDeliveredAt: .milliseconds(1_500))
+            stored: PublishedMessage(record), attempts: 1, lastError: nil, firstDeliveredAt: .milliseconds(1_500))
         #expect(recovered.firstDeliveredSeconds == 1.5)
     }
 
     @Test func aHandedMessage_keepsItsAttempt_andItsFirstDeliveryTimeExactly() {
         let record = MessageRecord(count: 3, headers: [:], priority: 0, firstID: .unassigned)
         let time = Date(timeIntervalSinceReferenceDate: 812_345_678.123_456_7)
-        let handed = HandedMessage(stored: StoredMessage(record, index: 2), tag: 9, attempt: 7, firstDeliveredAt: time)
+        let handed = HandedMessage(
+            stored: PublishedMessage(record, index: 2), tag: 9, attempt: 7, firstDeliveredAt: time)
         #expect(handed.stored.index == 2)
         #expect(handed.attempt == 7)
         #expect(handed.tag == 9)
         #expect(handed.firstDeliveredAt == time)
-        #expect(HandedMessage(stored: StoredMessage(record), tag: 0, attempt: 1).firstDeliveredAt == nil)
-        #expect(HandedMessage(stored: StoredMessage(record), tag: 0, attempt: .max).attempt == Int(UInt32.max))
+        #expect(HandedMessage(stored: PublishedMessage(record), tag: 0, attempt: 1).firstDeliveredAt == nil)
+        #expect(HandedMessage(stored: PublishedMessage(record), tag: 0, attempt: .max).attempt == Int(UInt32.max))
     }
 }

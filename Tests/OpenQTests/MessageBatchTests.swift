@@ -66,7 +66,9 @@ struct MessageBatchTests {
         let batchRecord = TypedRecord(payloads: [10, 11, 12, 13], headers: [:], priority: 0)
         let single = TypedRecord(payload: 20, headers: [:], priority: 0)
         let delivery = DeliveryBatch(
-            handed: [2, 3].map { HandedMessage(stored: StoredMessage(handedBack, index: $0 - 1), tag: 0, attempt: 1) },
+            handed: [2, 3].map {
+                HandedMessage(stored: PublishedMessage(handedBack, index: $0 - 1), tag: 0, attempt: 1)
+            },
             fresh: [MessageRun(batchRecord, 1..<4), MessageRun(single, 0..<1)]
         )
         let batch = MessageBatch<Int>(delivery)

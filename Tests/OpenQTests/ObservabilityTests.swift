@@ -66,7 +66,7 @@ struct ObservabilityTests {
         try await topic.publish(1)
         let removed = Task { try await work.waitUntilDrained() }
         let cancelled = Task { try await work.waitUntilDrained() }
-        try await eventually("both to wait") { topic.storage.state.withLock { $0.drainWaiters.count } == 2 }
+        try await eventually("both to wait") { topic.runtime.state.withLock { $0.drainWaiters.count } == 2 }
         cancelled.cancel()
         await #expect(throws: CancellationError.self) { try await withTimeout { try await cancelled.value } }
         await work.delete()

@@ -261,3 +261,24 @@ struct PublishSubscribeTests {
         #expect(statistics.counters.acked == 10 && statistics.counters.delivered == 10)
     }
 }
+
+@Suite("Publishing: batches that can never fit")
+struct ImpossibleBatchTests {
+    @Test func aBatchLargerThanCapacity_throwsAtOnce_evenBehindAWaitingPublisher() async throws {
+        let queue = makeQueue()
+        let topic = try await queue.createTopic("b", of: Int.self, configuration: .init(capacity: 10))
+        _ = try await topic.subscription("w")
+        try await topic.publish(contentsOf: 0..<10)
+        let waiting = Task { try await topic.publish(10) }
+        try await eventually("the publisher to wait") { topic.statistics().suspendedPublishers == 1 }
+        let error = await #expect(throws: OpenQError.self) {
+            try await withTimeout("the impossible batch to be refused") {
+                try await topic.publish(contentsOf: 0..<11)
+            }
+        }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(topic.statistics().suspendedPublishers == 1, "the waiting publisher is untouched")
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+    }
+}

@@ -150,3 +150,40 @@ struct ReplayTests {
         #expect(try await a.receive().map(\.message.payload) == [5])
     }
 }
+
+@Suite("Metrics: deleted and re-created topics")
+struct MetricsLifecycleTests {
+    @Test func deletedTopic_isForgotten_andARecreatedOneCountsFromZero() async throws {
+        let metrics = TestMetrics()
+        let queue = MessageQueue(
+            configuration: .init(metricsInterval: nil, metricsFactory: metrics), clock: ManualClock())
+        var topic = try await queue.createTopic("t", of: Int.self, configuration: .init(deadLetter: .disabled))
+        _ = try await topic.subscription("w")
+        try await topic.publish(contentsOf: 1...5)
+        await queue.exportMetrics()
+        #expect(try metrics.expectCounter("openq_messages_published_total", [("topic", "t")]).totalValue == 5)
+        try await queue.deleteTopic("t")
+        #expect(throws: (any Error).self) { try metrics.expectGauge("openq_topic_depth", [("topic", "t")]) }
+        topic = try await queue.createTopic("t", of: Int.self, configuration: .init(deadLetter: .disabled))
+        try await topic.publish(contentsOf: 1...2)
+        await queue.exportMetrics()
+        #expect(try metrics.expectCounter("openq_messages_published_total", [("topic", "t")]).totalValue == 2)
+    }
+
+    @Test func removedSubscription_isForgottenAtTheNextExport() async throws {
+        let metrics = TestMetrics()
+        let queue = MessageQueue(
+            configuration: .init(metricsInterval: nil, metricsFactory: metrics), clock: ManualClock())
+        let topic = try await queue.createTopic("t", of: Int.self)
+        _ = try await topic.subscription("w")
+        await queue.exportMetrics()
+        _ = try metrics.expectGauge("openq_subscription_depth", [("topic", "t"), ("subscription", "w")])
+        try await topic.unsubscribe("w")
+        await queue.exportMetrics()
+        #expect(throws: (any Error).self) {
+            try metrics.expectGauge("openq_subscription_depth", [("topic", "t"), ("subscription", "w")])
+        }
+    }
+}
+
+/// A gate tasks wait at until a test opens it.

@@ -20,7 +20,7 @@ struct TracingInterceptorTests {
             _ = try await topic.publish(42)
         }
         request.end()
-        try await waitFor { tracer.finishedSpans.contains { $0.operationName == "orders process" } }
+        try await eventually { tracer.finishedSpans.contains { $0.operationName == "orders process" } }
         await consumer.stop()
 
         let spans = tracer.finishedSpans
@@ -51,24 +51,11 @@ struct TracingInterceptorTests {
             "orders", of: Int.self, configuration: .init(deadLetter: .after(deliveries: 1)))
         let consumer = try await topic.consume(subscription: "billing") { _ in throw Declined() }
         try await topic.publish(1)
-        try await waitFor { tracer.finishedSpans.contains { $0.operationName == "orders process" } }
+        try await eventually { tracer.finishedSpans.contains { $0.operationName == "orders process" } }
         await consumer.stop()
         let process = try #require(tracer.finishedSpans.first { $0.operationName == "orders process" })
         #expect(process.status?.code == .error)
         #expect(process.errors.count == 1)
         _ = await queue.shutdown(gracePeriod: .zero)
-    }
-
-    /// Waits until `condition` holds, failing after 120 s of real time instead of hanging: a bound
-    /// for a bug, never a measure of speed (the suites share the cooperative pool's few threads).
-    func waitFor(_ condition: @Sendable () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(120)
-        while !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(1))
-        }
     }
 }

@@ -1,3 +1,5 @@
+// Allocation benchmarks (ordo-one/benchmark) that CI checks against Benchmarks/Thresholds.
+
 import Benchmark
 import OpenQ
 

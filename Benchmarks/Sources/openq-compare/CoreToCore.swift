@@ -1,3 +1,5 @@
+// openq-compare: the core-to-core probe that tells the VM's fast mode from its slow one.
+
 import Foundation
 import Synchronization
 

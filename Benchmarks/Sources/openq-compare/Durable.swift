@@ -1,3 +1,5 @@
+// openq-compare: the durable rows, against raw GRDB.
+
 import Foundation
 import GRDB
 import Logging

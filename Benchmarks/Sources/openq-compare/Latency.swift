@@ -1,3 +1,5 @@
+// openq-compare: the latency rows.
+
 import OpenQ
 
 /// Publish-to-handler latency percentiles, in microseconds.

@@ -1,3 +1,5 @@
+// openq-compare: the memory rows.
+
 import Foundation
 import OpenQ
 

@@ -1,3 +1,5 @@
+// openq-compare: the peers (AsyncStream, NIO's producer, AsyncChannel, hand-rolled queues).
+
 import DequeModule
 import NIOCore
 import Synchronization

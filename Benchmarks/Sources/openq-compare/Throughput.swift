@@ -1,3 +1,5 @@
+// openq-compare: the throughput rows (in memory).
+
 import AsyncAlgorithms
 import NIOCore
 import OpenQ

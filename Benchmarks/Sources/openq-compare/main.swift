@@ -1,3 +1,5 @@
+// openq-compare: OpenQ side by side with its peers in one run, each row in its own process.
+
 import Foundation
 import OpenQ
 

@@ -60,3 +60,20 @@ extension PublishDecision {
         return receipt.droppedNew > 0 ? .dropped : .enqueued
     }
 }
+
+/// A gate tasks wait at until the test opens it.
+actor AsyncGate {
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func open() {
+        isOpen = true
+        for waiter in waiters { waiter.resume() }
+        waiters = []
+    }
+}
