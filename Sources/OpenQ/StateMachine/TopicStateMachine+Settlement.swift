@@ -140,20 +140,14 @@ extension TopicStateMachine {
         error: String?,
         now: Duration
     ) -> (Result<Void, OpenQError>, Effects) {
-        var effects = Effects()
-        switch takeLiveDelivery(id, tag: tag, now: now, effects: &effects) {
-        case .failure(let error):
-            return (.failure(error), effects)
-        case .success(nil):
-            return (.success(()), effects)
-        case .success(.some((let index, var entry))):
-            subscriptions[index].counters.nacked += 1
+        settleLiveDelivery(id, tag: tag, now: now) { state, index, entry, effects in
+            state.subscriptions[index].counters.nacked += 1
             entry.pending.lastError = error ?? entry.pending.lastError
             let delay =
                 retryAfter
-                ?? configuration.retryBackoff.delay(afterAttempts: entry.pending.attempts, random: random.nextUnit())
-            requeue(entry.pending, in: index, delay: delay, now: now, effects: &effects)
-            return (.success(()), effects)
+                ?? state.configuration.retryBackoff.delay(
+                    afterAttempts: entry.pending.attempts, random: state.random.nextUnit())
+            state.requeue(entry.pending, in: index, delay: delay, now: now, effects: &effects)
         }
     }
 
@@ -163,6 +157,22 @@ extension TopicStateMachine {
         reason: String,
         now: Duration
     ) -> (Result<Void, OpenQError>, Effects) {
+        settleLiveDelivery(id, tag: tag, now: now) { state, index, entry, effects in
+            entry.pending.lastError = reason
+            state.deadLetter(entry.pending, from: index, reason: "rejected", now: now, effects: &effects)
+            state.serveBlockedPublishers(now: now, effects: &effects)
+        }
+    }
+
+    /// A nack's or a rejection's common part: takes the live delivery out (``takeLiveDelivery``)
+    /// and hands it to `settle`; succeeds at once when there is nothing to settle.
+    @inline(__always)
+    private mutating func settleLiveDelivery(
+        _ id: SubscriptionID,
+        tag: UInt64,
+        now: Duration,
+        _ settle: (inout TopicStateMachine, Int, inout InFlight, inout Effects) -> Void
+    ) -> (Result<Void, OpenQError>, Effects) {
         var effects = Effects()
         switch takeLiveDelivery(id, tag: tag, now: now, effects: &effects) {
         case .failure(let error):
@@ -170,9 +180,7 @@ extension TopicStateMachine {
         case .success(nil):
             return (.success(()), effects)
         case .success(.some((let index, var entry))):
-            entry.pending.lastError = reason
-            deadLetter(entry.pending, from: index, reason: "rejected", now: now, effects: &effects)
-            serveBlockedPublishers(now: now, effects: &effects)
+            settle(&self, index, &entry, &effects)
             return (.success(()), effects)
         }
     }

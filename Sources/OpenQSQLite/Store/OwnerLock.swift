@@ -1,20 +1,8 @@
 // One owner per store file: an exclusive lock on the file itself, held while a broker owns it.
 
+// Foundation brings the C library too (open, flock, stat).
+import Foundation
 import OpenQ
-
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Musl)
-    import Musl
-#elseif canImport(Darwin)
-    import Darwin
-#endif
 
 /// An exclusive `flock` on the store's database file, held while a broker owns it.
 ///

@@ -1,22 +1,10 @@
 // The SQLite file behind a broker's durable topics: opened, owned, closed, measured.
 
 import Dispatch
+// Foundation brings the C library too (open, flock, stat).
+import Foundation
 import GRDB
 import OpenQ
-
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Musl)
-    import Musl
-#elseif canImport(Darwin)
-    import Darwin
-#endif
 
 /// The SQLite file behind a broker's durable topics: opened in WAL mode at a stated durability
 /// level, owned by one broker at a time, written through one group committer.

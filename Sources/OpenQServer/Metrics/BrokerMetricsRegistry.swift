@@ -19,7 +19,7 @@ final class BrokerMetricsRegistry: MetricsFactory, Sendable {
     /// the registry's lock.
     private final class Family: @unchecked Sendable {
         let type: String
-        var metrics: [String: any Sample] = [:]
+        var metrics: [String: Sample] = [:]
         init(type: String) { self.type = type }
     }
 
@@ -33,12 +33,12 @@ final class BrokerMetricsRegistry: MetricsFactory, Sendable {
     // MARK: MetricsFactory
 
     func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
-        register(CounterSample(name: label, labels: Self.render(dimensions)), type: "counter")
+        register(Sample(.counter, name: label, labels: Self.render(dimensions)), type: "counter")
     }
 
     func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         guard !aggregate else { return fallback.makeRecorder(label: label, dimensions: dimensions, aggregate: true) }
-        return register(GaugeSample(name: label, labels: Self.render(dimensions)), type: "gauge")
+        return register(Sample(.gauge, name: label, labels: Self.render(dimensions)), type: "gauge")
     }
 
     func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
@@ -54,12 +54,12 @@ final class BrokerMetricsRegistry: MetricsFactory, Sendable {
     }
 
     func destroyCounter(_ handler: any CounterHandler) {
-        guard let sample = handler as? CounterSample else { return fallback.destroyCounter(handler) }
+        guard let sample = handler as? Sample else { return fallback.destroyCounter(handler) }
         unregister(sample)
     }
 
     func destroyRecorder(_ handler: any RecorderHandler) {
-        guard let sample = handler as? GaugeSample else { return fallback.destroyRecorder(handler) }
+        guard let sample = handler as? Sample else { return fallback.destroyRecorder(handler) }
         unregister(sample)
     }
 
@@ -79,17 +79,17 @@ final class BrokerMetricsRegistry: MetricsFactory, Sendable {
 
     /// The metric of the same name and labels when one exists (swift-metrics may ask twice),
     /// otherwise `sample`, registered.
-    private func register<S: Sample>(_ sample: S, type: String) -> S {
+    private func register(_ sample: Sample, type: String) -> Sample {
         families.withLock { families in
             let family = families[sample.name] ?? Family(type: type)
             families[sample.name] = family
-            if let existing = family.metrics[sample.labels] as? S { return existing }
+            if let existing = family.metrics[sample.labels] { return existing }
             family.metrics[sample.labels] = sample
             return sample
         }
     }
 
-    private func unregister(_ sample: some Sample) {
+    private func unregister(_ sample: Sample) {
         families.withLock { families in
             guard let family = families[sample.name], family.metrics[sample.labels] === sample else { return }
             family.metrics[sample.labels] = nil
@@ -125,45 +125,38 @@ final class BrokerMetricsRegistry: MetricsFactory, Sendable {
     }
 }
 
-/// A metric this registry renders.
-private protocol Sample: AnyObject, Sendable {
-    var name: String { get }
-    var labels: String { get }
-    /// The sample's value as the text format writes it.
-    var value: String { get }
-}
-
-private final class CounterSample: Sample, CounterHandler {
-    let name: String
-    let labels: String
-    private let count = Atomic<Int64>(0)
-
-    init(name: String, labels: String) {
-        self.name = name
-        self.labels = labels
+/// A metric this registry renders: a counter (an integer that only grows) or a gauge (the last
+/// value recorded), its value kept in one atomic word.
+private final class Sample: CounterHandler, RecorderHandler, Sendable {
+    enum Kind {
+        case counter, gauge
     }
 
-    var value: String { String(count.load(ordering: .relaxed)) }
-    func increment(by amount: Int64) { count.add(amount, ordering: .relaxed) }
-    func reset() { count.store(0, ordering: .relaxed) }
-}
-
-private final class GaugeSample: Sample, RecorderHandler {
+    let kind: Kind
     let name: String
+    /// The rendered label set, `{name="value",...}`.
     let labels: String
+    /// A counter's `Int64` or a gauge's `Double`, as bits.
     private let bits = Atomic<UInt64>(0)
 
-    init(name: String, labels: String) {
+    init(_ kind: Kind, name: String, labels: String) {
+        self.kind = kind
         self.name = name
         self.labels = labels
     }
 
+    /// The value as the text format writes it.
     var value: String {
-        let number = Double(bitPattern: bits.load(ordering: .relaxed))
+        let bits = bits.load(ordering: .relaxed)
+        guard case .gauge = kind else { return String(Int64(bitPattern: bits)) }
+        let number = Double(bitPattern: bits)
         if number.isNaN { return "NaN" }
         if number.isInfinite { return number > 0 ? "+Inf" : "-Inf" }
         return number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)
     }
+
+    func increment(by amount: Int64) { bits.add(UInt64(bitPattern: amount), ordering: .relaxed) }
+    func reset() { bits.store(0, ordering: .relaxed) }
     func record(_ value: Int64) { record(Double(value)) }
     func record(_ value: Double) { bits.store(value.bitPattern, ordering: .relaxed) }
 }

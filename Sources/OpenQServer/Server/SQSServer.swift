@@ -179,8 +179,8 @@ public struct SQSServer: Service {
         }
     }
 
-    /// The server's routes: `POST /` for the SQS actions (through the access log, request metrics,
-    /// body limit and authentication middleware), `GET /health`, and `GET /metrics` when
+    /// The server's routes: `POST /` for the SQS actions (through the access log and metrics, body
+    /// limit and authentication middleware), `GET /health`, and `GET /metrics` when
     /// ``Configuration/metrics`` is set. Other fronts mount their routes beside these and reuse the
     /// same middleware.
     /// - Parameter endpoint: the server's names, read per request.
@@ -198,13 +198,12 @@ public struct SQSServer: Service {
             Response(
                 status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }
-        var sqs = router.group().add(middleware: AccessLogMiddleware(logger: logger))
-        if let metrics = configuration.metrics {
-            sqs = sqs.add(
-                middleware: RequestMetricsMiddleware(
-                    metrics: ServerMetrics(factory: PrometheusMetricsFactory(registry: metrics.registry))))
+        let serverMetrics = configuration.metrics.map {
+            ServerMetrics(factory: PrometheusMetricsFactory(registry: $0.registry))
         }
-        sqs.add(middleware: RequestBodyMiddleware(maximumBytes: configuration.maximumRequestBytes))
+        router.group()
+            .add(middleware: AccessLogMiddleware(logger: logger, metrics: serverMetrics))
+            .add(middleware: RequestBodyMiddleware(maximumBytes: configuration.maximumRequestBytes))
             .add(middleware: SigV4AuthenticationMiddleware(authenticator: authenticator))
             .post("/") { request, context in
                 SQSReply.response(
