@@ -35,6 +35,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // For the OpenQPostgres target only (topics shared through PostgreSQL); the OpenQ library
+        // does not depend on it.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -64,6 +67,25 @@ let package = Package(
             dependencies: [
                 "OpenQ",
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // Topics shared by many processes: the PostgreSQL engine (schema, migrations, claims). Not a
+        // product yet: the broker reaches it once the topic's operations have their seam.
+        .target(
+            name: "OpenQPostgres",
+            dependencies: [
+                "OpenQ",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "OpenQPostgresTests",
+            dependencies: [
+                "OpenQPostgres",
+                "OpenQ",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The child process the crash tests kill with SIGKILL (not a product).
@@ -166,15 +188,18 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-// CI's release and ThreadSanitizer passes test the core only (`OPENQ_CORE_ONLY=1`): the server
-// and its HTTP stack build and test in the debug pass, which keeps CI's time in check.
+// CI's release and ThreadSanitizer passes test the core only (`OPENQ_CORE_ONLY=1`): the server,
+// its HTTP stack and the PostgreSQL engine build and test in the debug pass, which keeps CI's time
+// in check.
 if Context.environment["OPENQ_CORE_ONLY"] != nil {
-    let server: Set<String> = ["OpenQServer", "openq-server", "OpenQServerTests"]
+    let server: Set<String> = [
+        "OpenQServer", "openq-server", "OpenQServerTests", "OpenQPostgres", "OpenQPostgresTests",
+    ]
     package.targets.removeAll { server.contains($0.name) }
     package.products.removeAll { server.contains($0.name) }
     package.dependencies.removeAll { dependency in
         guard case .sourceControl(_, let location, _) = dependency.kind else { return false }
-        let serverOnly = ["hummingbird", "swift-crypto", "swift-http-types", "swift-prometheus"]
+        let serverOnly = ["hummingbird", "swift-crypto", "swift-http-types", "swift-prometheus", "postgres-nio"]
         return serverOnly.contains { location.contains($0) }
     }
 }
