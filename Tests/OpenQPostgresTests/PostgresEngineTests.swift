@@ -1,8 +1,10 @@
 // The PostgreSQL engine's operations on a real server: fan-out, claims, receipts, settlements, counts.
 
 import Foundation
+import Logging
 import OpenQ
 import PostgresNIO
+import Synchronization
 import Testing
 
 @testable import OpenQPostgres
@@ -297,7 +299,117 @@ struct PostgresEngineTests {
                     try await group.waitForAll()
                 }
                 #expect(try await engine.heldMessages(topic: topic) == 0)
+                #expect(try await engine.drift() == 0)
             }
+        }
+    }
+
+    @Test("a subscription created while others publish gets every message published after it exists")
+    func subscribeRacingPublishes() async throws {
+        try await withEngine { engine, _ in
+            let topic = try await engine.openTopic(name: "race", payloadType: "String", configuration: "{}")
+            let first = try await engine.subscribe(
+                topic: topic, name: "first", configuration: "{}", visibilityTimeout: .seconds(30))
+            let (late, after) = try await withThrowingTaskGroup(of: (Int64, UInt64)?.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        for _ in 0..<10 { _ = try await engine.publish(topic: topic, messages(5)) }
+                        return nil
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(10))
+                    let id = try await engine.subscribe(
+                        topic: topic, name: "late", configuration: "{}", visibilityTimeout: .seconds(30))
+                    // A publish that starts now must reach it.
+                    let range = try await engine.publish(topic: topic, messages(1, prefix: "after"))
+                    return (id, range.firstSequence)
+                }
+                var result: (Int64, UInt64)?
+                for try await value in group where value != nil { result = value }
+                return try #require(result)
+            }
+            let everything = try await engine.claim(subscription: first, limit: 1_000, visibilityTimeout: .seconds(30))
+            #expect(everything.count == 201)
+            let lateCopies = try await engine.claim(subscription: late, limit: 1_000, visibilityTimeout: .seconds(30))
+            #expect(lateCopies.contains { $0.sequence == after })
+            #expect(try await engine.drift() == 0)
+        }
+    }
+
+    @Test("a subscribe waits for a publish in flight, so that publish cannot miss it after reading the subscriptions")
+    func subscribeWaitsForPublishesInFlight() async throws {
+        try await withEngine { engine, _ in
+            let topic = try await engine.openTopic(name: "race", payloadType: "String", configuration: "{}")
+            let lock = engine.schema.literal("topics")
+            let subscribed = Flag()
+            try await engine.client.withTransaction(logger: Logger(label: "test")) { connection in
+                // What publish() holds from its first statement to its commit.
+                try await connection.query(
+                    "SELECT pg_advisory_xact_lock_shared(\(unescaped: lock), \(Int32(topic)))",
+                    logger: Logger(label: "test"))
+                let waiting = Task {
+                    _ = try await engine.subscribe(
+                        topic: topic, name: "late", configuration: "{}", visibilityTimeout: .seconds(30))
+                    subscribed.value.store(true, ordering: .releasing)
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(subscribed.value.load(ordering: .acquiring) == false, "subscribe did not wait for the publish")
+                _ = waiting
+            }
+            while !subscribed.value.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(5)) }
+        }
+    }
+
+    @Test("brokers opening one topic and one subscription at the same moment all find the same ones")
+    func concurrentOpens() async throws {
+        let cluster = try PostgresCluster.shared.get()
+        let schema = try PostgresIdentifier(freshSchemaName("open"))
+        try await cluster.withClient { client in
+            try await PostgresEngine(client: client, schema: schema, logger: Logger(label: "test")).migrate()
+        }
+        let ids = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for _ in 0..<6 {
+                group.addTask {
+                    try await cluster.withClient { client in
+                        let engine = PostgresEngine(client: client, schema: schema, logger: Logger(label: "test"))
+                        let topic = try await engine.openTopic(
+                            name: "shared", payloadType: "String", configuration: "{}")
+                        let subscription = try await engine.subscribe(
+                            topic: topic, name: "workers", configuration: "{}", visibilityTimeout: .seconds(30))
+                        return [topic, subscription]
+                    }
+                }
+            }
+            return try await group.reduce(into: [[Int64]]()) { $0.append($1) }
+        }
+        #expect(Set(ids).count == 1)
+    }
+
+    @Test("bad arguments are typed errors before anything is written")
+    func badArguments() async throws {
+        try await withEngine { engine, _ in
+            let topic = try await engine.openTopic(name: "jobs", payloadType: "String", configuration: "{}")
+            let jobs = try await engine.subscribe(
+                topic: topic, name: "workers", configuration: "{}", visibilityTimeout: .seconds(30))
+            for call in [
+                { _ = try await engine.claim(subscription: jobs, limit: 0, visibilityTimeout: .seconds(1)) },
+                { _ = try await engine.claim(subscription: jobs, limit: 1, visibilityTimeout: .zero) },
+                {
+                    _ = try await engine.publish(
+                        topic: topic, [OutgoingMessage(payload: [1], priority: Int(Int32.max) + 1)])
+                },
+                { try await engine.setDeadLetters(topic: topic, maxDeliveries: 3, into: topic) },
+                { try await engine.setDeadLetters(topic: topic, maxDeliveries: 0, into: nil) },
+                {
+                    _ = try await engine.subscribe(
+                        topic: topic, name: "zero", configuration: "{}", visibilityTimeout: .zero)
+                },
+            ] as [@Sendable () async throws -> Void] {
+                let error = await #expect(throws: OpenQError.self) { try await call() }
+                #expect(error?.code == .invalidConfiguration)
+            }
+            #expect(try await engine.heldMessages(topic: topic) == 0)
         }
     }
 
@@ -323,4 +435,9 @@ struct PostgresEngineTests {
         #expect(PostgresReceipt(receipt.description) == receipt)
         for bad in ["", "1.2", "1.2.3.4", "a.b.c", "1..3"] { #expect(PostgresReceipt(bad) == nil) }
     }
+}
+
+/// A flag tasks share.
+final class Flag: Sendable {
+    let value = Atomic<Bool>(false)
 }

@@ -58,16 +58,7 @@ package final class PostgresEngine: Sendable {
         -> Int64
     {
         let rows = try await run("opening topic '\(name)'") {
-            """
-            WITH created AS (
-                INSERT INTO \(unescaped: schema.description).topics (name, payload_type, configuration)
-                VALUES (\(name), \(payloadType), \(configuration)::jsonb)
-                ON CONFLICT (name) DO NOTHING RETURNING id, payload_type
-            )
-            SELECT id, payload_type FROM created
-            UNION ALL SELECT id, payload_type FROM \(unescaped: schema.description).topics WHERE name = \(name)
-            LIMIT 1
-            """
+            "SELECT * FROM \(unescaped: schema.description).open_topic(\(name), \(payloadType), \(configuration)::jsonb)"
         }
         let found = try await decode(rows, as: (Int64, String).self, doing: "opening topic '\(name)'")
         guard let (id, storedType) = found.first else {
@@ -105,27 +96,21 @@ package final class PostgresEngine: Sendable {
         return deleted
     }
 
-    /// Creates a named subscription of a topic, or finds it. Messages published before it was
-    /// created are not copied to it.
+    /// Creates a named subscription of a topic, or finds it. It gets every message published
+    /// after it exists and none from before (it waits for publishes in flight).
     /// - Returns: the subscription's id.
     package func subscribe(
         topic: Int64, name: String, configuration: String, visibilityTimeout: Duration
     ) async throws(OpenQError) -> Int64 {
+        try Self.checkTimeout(visibilityTimeout)
         let rows = try await run("creating subscription '\(name)'") {
             """
-            WITH created AS (
-                INSERT INTO \(unescaped: schema.description).subscriptions
-                    (topic_id, name, configuration, visibility_timeout_us)
-                VALUES (\(topic), \(name), \(configuration)::jsonb, \(visibilityTimeout.microseconds))
-                ON CONFLICT (topic_id, name) DO NOTHING RETURNING id
-            )
-            SELECT id FROM created
-            UNION ALL SELECT id FROM \(unescaped: schema.description).subscriptions
-            WHERE topic_id = \(topic) AND name = \(name)
-            LIMIT 1
+            SELECT \(unescaped: schema.description).subscribe(
+                \(topic), \(name), \(configuration)::jsonb, \(visibilityTimeout.microseconds))
             """
         }
-        guard let id = try await decode(rows, as: Int64.self, doing: "creating subscription '\(name)'").first else {
+        guard let id = try await decode(rows, as: Int64?.self, doing: "creating subscription '\(name)'").first ?? nil
+        else {
             throw OpenQError(.storageFailed, "PostgreSQL returned no row creating subscription '\(name)'")
         }
         return id
@@ -157,6 +142,9 @@ package final class PostgresEngine: Sendable {
         }
         guard let first = try await decode(counter, as: Int64.self, doing: "numbering a publish").first else {
             throw OpenQError(.topicNotFound, "the topic (id \(topic)) is not in PostgreSQL schema \(schema)")
+        }
+        for message in messages where !(Int(Int32.min)...Int(Int32.max)).contains(message.priority) {
+            throw OpenQError(.invalidConfiguration, "a priority must fit in 32 bits; it was \(message.priority)")
         }
         var payloads: [ByteBuffer] = []
         var headers: [String] = []
@@ -194,6 +182,8 @@ package final class PostgresEngine: Sendable {
     package func claim(
         subscription: Int64, limit: Int, visibilityTimeout: Duration
     ) async throws(OpenQError) -> [ClaimedCopy] {
+        guard limit >= 1 else { throw OpenQError(.invalidConfiguration, "a claim takes at least 1; it was \(limit)") }
+        try Self.checkTimeout(visibilityTimeout)
         let rows = try await run("claiming") {
             """
             SELECT * FROM \(unescaped: schema.description).claim(
@@ -229,7 +219,8 @@ package final class PostgresEngine: Sendable {
     /// - Returns: the sequence numbers acknowledged; a receipt whose claim passed (its timeout ran
     ///   out, or the copy was claimed again or settled) is not among them.
     package func ack(subscription: Int64, _ receipts: [PostgresReceipt]) async throws(OpenQError) -> Set<Int64> {
-        let mine = receipts.filter { $0.subscription == subscription }
+        // In sequence order: two acks of overlapping copies lock them in one order, never crosswise.
+        let mine = receipts.filter { $0.subscription == subscription }.sorted { $0.sequence < $1.sequence }
         guard !mine.isEmpty else { return [] }
         let sequences = mine.map(\.sequence)
         let claims = mine.map(\.claim)
@@ -280,9 +271,18 @@ package final class PostgresEngine: Sendable {
 
     /// Sets where a topic's dead letters go: after `maxDeliveries` deliveries (`nil`: never), into
     /// the topic with id `deadLetterTopic` (`nil`: they are dropped).
+    /// - Throws: ``OpenQError/Code/invalidConfiguration`` for a topic that would dead-letter into
+    ///   itself (a claim would wait on the lock it holds) or a `maxDeliveries` below 1. (Longer
+    ///   cycles are refused by the broker's dead-letter graph check before it gets here.)
     package func setDeadLetters(
         topic: Int64, maxDeliveries: Int?, into deadLetterTopic: Int64?
     ) async throws(OpenQError) {
+        guard deadLetterTopic != topic else {
+            throw OpenQError(.invalidConfiguration, "a topic cannot be its own dead-letter topic")
+        }
+        if let maxDeliveries, maxDeliveries < 1 {
+            throw OpenQError(.invalidConfiguration, "maxDeliveries must be at least 1; it was \(maxDeliveries)")
+        }
         _ = try await run("setting a dead-letter policy") {
             """
             UPDATE \(unescaped: schema.description).topics
@@ -338,6 +338,12 @@ package final class PostgresEngine: Sendable {
     }
 
     // MARK: Running statements
+
+    private static func checkTimeout(_ timeout: Duration) throws(OpenQError) {
+        guard timeout.microseconds >= 1 else {
+            throw OpenQError(.invalidConfiguration, "a visibility timeout must be positive; it was \(timeout)")
+        }
+    }
 
     /// Runs one statement (its own transaction), mapping failures to ``OpenQError``.
     private func run(

@@ -13,9 +13,10 @@ import PostgresNIO
 ///   time, never `now()`, which is the transaction's start). Visibility is judged by the
 ///   database's clock, never a host's: hosts' clocks differ. Tests redefine it to read a row they
 ///   move.
-/// - `topics`: one row per topic (ids below 2^31: a topic's id is the second key of its advisory
-///   lock, shared by publishes, exclusive for an unsubscribe): payload type, configuration
-///   (JSON), and `next_sequence`, the
+/// - `topics`: one row per topic (ids below 2^24 and sequence numbers up to 2^40: a message id is
+///   `id << 40 | sequence`; a topic's id is also the second key of its advisory lock, shared by
+///   publishes, exclusive for a subscribe or unsubscribe): payload type, configuration (JSON),
+///   the dead-letter policy (`max_deliveries`, `dead_letter_topic`), and `next_sequence`, the
 ///   counter a publish takes its range of sequence numbers from in a short statement of its own
 ///   (the row is locked for that statement only, not for the publish's transaction).
 /// - `subscriptions`: one row per named subscription, with its configuration (JSON) and its
@@ -56,13 +57,13 @@ package enum PostgresSchema {
                 "CREATE SEQUENCE \(schema).claims AS bigint",
                 """
                 CREATE TABLE \(schema).topics (
-                    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY CHECK (id < 2147483648),
+                    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY CHECK (id < 16777216),
                     name text NOT NULL UNIQUE,
                     payload_type text NOT NULL,
                     configuration jsonb NOT NULL,
-                    next_sequence bigint NOT NULL DEFAULT 1 CHECK (next_sequence >= 1),
+                    next_sequence bigint NOT NULL DEFAULT 1 CHECK (next_sequence >= 1 AND next_sequence <= 1099511627776),
                     max_deliveries integer CHECK (max_deliveries >= 1),
-                    dead_letter_topic bigint,
+                    dead_letter_topic bigint REFERENCES \(schema).topics (id) ON DELETE SET NULL,
                     created_at timestamptz NOT NULL DEFAULT clock_timestamp()
                 )
                 """,
@@ -200,6 +201,8 @@ package enum PostgresSchema {
                         JOIN \(schema).messages m ON m.topic_id = source AND m.sequence = r.sequence
                         CROSS JOIN unnest(subscribers) AS s(id);
                     END IF;
+                    PERFORM 1 FROM \(schema).messages m WHERE m.topic_id = source AND m.sequence = ANY (moved)
+                    ORDER BY m.sequence FOR NO KEY UPDATE;
                     UPDATE \(schema).messages m SET copies_left = m.copies_left - 1
                     WHERE m.topic_id = source AND m.sequence = ANY (moved);
                     DELETE FROM \(schema).messages m
@@ -314,11 +317,63 @@ package enum PostgresSchema {
                     IF done IS NULL THEN
                         RETURN;
                     END IF;
+                    PERFORM 1 FROM \(schema).messages m WHERE m.topic_id = topic AND m.sequence = ANY (done)
+                    ORDER BY m.sequence FOR NO KEY UPDATE;
                     UPDATE \(schema).messages SET copies_left = copies_left - 1
                     WHERE topic_id = topic AND sequence = ANY (done);
                     DELETE FROM \(schema).messages
                     WHERE topic_id = topic AND sequence = ANY (done) AND copies_left = 0;
                     RETURN QUERY SELECT unnest(done);
+                END
+                $$
+                """,
+                // A topic found or created, safe against another broker creating it at the same
+                // moment (each statement sees what committed before it): found first, so an
+                // existing topic uses up no identity value.
+                """
+                CREATE FUNCTION \(schema).open_topic(topic_name text, type_name text, topic_configuration jsonb)
+                RETURNS TABLE (topic bigint, payload text) LANGUAGE plpgsql AS $$
+                BEGIN
+                    LOOP
+                        RETURN QUERY SELECT t.id, t.payload_type FROM \(schema).topics t WHERE t.name = topic_name;
+                        IF FOUND THEN
+                            RETURN;
+                        END IF;
+                        RETURN QUERY INSERT INTO \(schema).topics AS t (name, payload_type, configuration)
+                        VALUES (topic_name, type_name, topic_configuration)
+                        ON CONFLICT (name) DO NOTHING RETURNING t.id, t.payload_type;
+                        IF FOUND THEN
+                            RETURN;
+                        END IF;
+                    END LOOP;
+                END
+                $$
+                """,
+                // A subscription found or created. The topic's exclusive lock waits for publishes in
+                // flight, so a publish that commits after this one sees the subscription, and one
+                // that committed before did not copy to it: a subscription gets every message
+                // published after it exists, and none from before.
+                """
+                CREATE FUNCTION \(schema).subscribe(
+                    topic bigint, subscription_name text, subscription_configuration jsonb, visibility_us bigint
+                ) RETURNS bigint LANGUAGE plpgsql AS $$
+                DECLARE
+                    found_id bigint;
+                BEGIN
+                    SELECT s.id INTO found_id FROM \(schema).subscriptions s
+                    WHERE s.topic_id = topic AND s.name = subscription_name;
+                    IF found_id IS NOT NULL THEN
+                        RETURN found_id;
+                    END IF;
+                    PERFORM pg_advisory_xact_lock(\(schema.literal("topics")), topic::integer);
+                    INSERT INTO \(schema).subscriptions AS s (topic_id, name, configuration, visibility_timeout_us)
+                    VALUES (topic, subscription_name, subscription_configuration, visibility_us)
+                    ON CONFLICT (topic_id, name) DO NOTHING RETURNING s.id INTO found_id;
+                    IF found_id IS NULL THEN
+                        SELECT s.id INTO found_id FROM \(schema).subscriptions s
+                        WHERE s.topic_id = topic AND s.name = subscription_name;
+                    END IF;
+                    RETURN found_id;
                 END
                 $$
                 """,
@@ -336,11 +391,15 @@ package enum PostgresSchema {
                     IF subscription IS NULL THEN
                         RETURN false;
                     END IF;
+                    PERFORM 1 FROM \(schema).copies c WHERE c.subscription_id = subscription
+                    ORDER BY c.sequence FOR UPDATE;
                     WITH deleted AS (
                         DELETE FROM \(schema).copies WHERE subscription_id = subscription RETURNING sequence
                     )
                     SELECT array_agg(deleted.sequence) INTO held FROM deleted;
                     IF held IS NOT NULL THEN
+                        PERFORM 1 FROM \(schema).messages m WHERE m.topic_id = topic AND m.sequence = ANY (held)
+                        ORDER BY m.sequence FOR NO KEY UPDATE;
                         UPDATE \(schema).messages SET copies_left = copies_left - 1
                         WHERE topic_id = topic AND sequence = ANY (held);
                         DELETE FROM \(schema).messages
@@ -372,6 +431,9 @@ package enum PostgresSchema {
     ) async throws(OpenQError) -> Int {
         do {
             return try await client.withTransaction(logger: logger) { connection in
+                // Read committed whatever the server's default: each statement after the lock
+                // must see what a process that migrated before committed.
+                try await connection.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", logger: logger)
                 try await connection.query(
                     "SELECT pg_advisory_xact_lock(\(lockKey), hashtext(\(schema.name)))", logger: logger)
                 let found = try await installedVersion(connection, schema: schema, logger: logger)
@@ -443,13 +505,15 @@ package struct PostgresIdentifier: Sendable, Hashable, CustomStringConvertible {
     package let name: String
 
     /// - Throws: ``OpenQError/Code/invalidConfiguration`` for an empty name, one longer than
-    ///   PostgreSQL's 63 bytes (it would silently cut it), or one with a NUL or a `$` (the schema's
-    ///   functions are `$$`-quoted bodies that name it).
+    ///   PostgreSQL's 63 bytes (it would silently cut it), or one with a NUL, a `$` (the schema's
+    ///   functions are `$$`-quoted bodies that name it) or a `\\` (string literals name it too,
+    ///   and a server with `standard_conforming_strings` off reads a backslash as an escape).
     package init(_ name: String) throws(OpenQError) {
-        guard !name.isEmpty, name.utf8.count <= 63, !name.utf8.contains(0), !name.contains("$") else {
+        guard !name.isEmpty, name.utf8.count <= 63, !name.utf8.contains(0), !name.contains("$"), !name.contains("\\")
+        else {
             throw OpenQError(
                 .invalidConfiguration,
-                "a PostgreSQL schema name must have 1 to 63 bytes and no NUL or '$' character: '\(name)'")
+                "a PostgreSQL schema name must have 1 to 63 bytes and no NUL, '$' or '\\' character: '\(name)'")
         }
         self.name = name
     }

@@ -66,3 +66,24 @@ func messages(_ count: Int, prefix: String = "m", priority: Int = 0, delay: Dura
 extension ClaimedCopy {
     var text: String { String(decoding: payload, as: UTF8.self) }
 }
+
+extension PostgresEngine {
+    /// Rows that break the schema's bookkeeping: messages whose `copies_left` is not the number of
+    /// their copies, and copies without a message or without a subscription. 0 when sound.
+    func drift() async throws -> Int {
+        let s = schema.description
+        let rows = try await client.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT
+                        (SELECT count(*) FROM \(s).messages m WHERE m.copies_left <> (SELECT count(*) FROM \(s).copies c
+                            WHERE c.topic_id = m.topic_id AND c.sequence = m.sequence))
+                        + (SELECT count(*) FROM \(s).copies c WHERE NOT EXISTS (SELECT 1 FROM \(s).messages m
+                            WHERE m.topic_id = c.topic_id AND m.sequence = c.sequence))
+                        + (SELECT count(*) FROM \(s).copies c WHERE NOT EXISTS (SELECT 1 FROM \(s).subscriptions x
+                            WHERE x.id = c.subscription_id))
+                    """))
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+}

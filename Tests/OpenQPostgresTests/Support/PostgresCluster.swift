@@ -92,25 +92,42 @@ final class PostgresCluster: Sendable {
             // The postgres user owns the directory it runs in; the tests (root) reach the socket.
             try run("/bin/chown", ["postgres:postgres", directory.path], asPostgres: false)
         }
-        let data = directory.appendingPathComponent("data").path
         let port = Int.random(in: 20_000...60_000)
+        // Whatever fails from here on, nothing is left behind: the server stopped, the directory gone.
+        let pgCtl = binaries.appendingPathComponent("pg_ctl").path
+        let data = directory.appendingPathComponent("data").path
+        func abandon(_ error: ClusterError) -> ClusterError {
+            _ = try? run(pgCtl, ["-D", data, "-m", "immediate", "-w", "stop"], asPostgres: asRoot)
+            try? FileManager.default.removeItem(at: directory)
+            return error
+        }
+        do throws(ClusterError) {
+            try startServer(binaries: binaries, directory: directory, data: data, port: port, asRoot: asRoot)
+        } catch {
+            throw abandon(error)
+        }
+        let cluster = PostgresCluster(directory: directory, binaries: binaries, port: port)
+        shutdownState = (pgCtl, data, directory.path, asRoot)
+        return cluster
+    }
+
+    private static func startServer(
+        binaries: URL, directory: URL, data: String, port: Int, asRoot: Bool
+    ) throws(ClusterError) {
         try run(
             binaries.appendingPathComponent("initdb").path,
             ["-D", data, "-U", user, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
             asPostgres: asRoot)
         let options =
-            "-c listen_addresses='' -k \(directory.path) -p \(port) -c fsync=off -c synchronous_commit=off "
+            "-c listen_addresses='' -k '\(directory.path)' -p \(port) -c fsync=off -c synchronous_commit=off "
             + "-c full_page_writes=off -c max_connections=200"
         try run(
             binaries.appendingPathComponent("pg_ctl").path,
             [
-                "-D", data, "-o", options, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "60",
+                "-D", data, "-o", options, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "120",
                 "start",
             ],
             asPostgres: asRoot)
-        let cluster = PostgresCluster(directory: directory, binaries: binaries, port: port)
-        shutdownState = (binaries.appendingPathComponent("pg_ctl").path, data, directory.path, asRoot)
-        return cluster
     }
 
     /// What `stopShared` needs: plain values an `atexit` handler can reach.
