@@ -365,7 +365,7 @@ struct PostgresEngineTests {
     func concurrentOpens() async throws {
         let cluster = try PostgresCluster.shared.get()
         let schema = try PostgresIdentifier(freshSchemaName("open"))
-        try await cluster.withClient { client in
+        _ = try await cluster.withClient { client in
             try await PostgresEngine(client: client, schema: schema, logger: Logger(label: "test")).migrate()
         }
         let ids = try await withThrowingTaskGroup(of: [Int64].self) { group in

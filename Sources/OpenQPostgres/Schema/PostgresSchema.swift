@@ -136,6 +136,23 @@ package enum PostgresSchema {
                 END
                 $$
                 """,
+                // The one place a message's count of copies goes down: called with the sequence
+                // numbers of copies just deleted (one per message and subscription), it locks their
+                // messages in sequence order (two callers never lock crosswise), counts each down,
+                // and deletes the messages no subscription holds any more.
+                """
+                CREATE FUNCTION \(schema).copies_gone(topic bigint, sequences bigint[])
+                RETURNS void LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM 1 FROM \(schema).messages m WHERE m.topic_id = topic AND m.sequence = ANY (sequences)
+                    ORDER BY m.sequence FOR NO KEY UPDATE;
+                    UPDATE \(schema).messages m SET copies_left = m.copies_left - 1
+                    WHERE m.topic_id = topic AND m.sequence = ANY (sequences);
+                    DELETE FROM \(schema).messages m
+                    WHERE m.topic_id = topic AND m.sequence = ANY (sequences) AND m.copies_left = 0;
+                END
+                $$
+                """,
                 // Dead-lettering copies of one subscription (locked or checked by the caller):
                 // each message published to the topic's dead-letter topic with the dead-letter
                 // headers, in the same transaction as the source copy's removal, so a dead letter
@@ -201,12 +218,7 @@ package enum PostgresSchema {
                         JOIN \(schema).messages m ON m.topic_id = source AND m.sequence = r.sequence
                         CROSS JOIN unnest(subscribers) AS s(id);
                     END IF;
-                    PERFORM 1 FROM \(schema).messages m WHERE m.topic_id = source AND m.sequence = ANY (moved)
-                    ORDER BY m.sequence FOR NO KEY UPDATE;
-                    UPDATE \(schema).messages m SET copies_left = m.copies_left - 1
-                    WHERE m.topic_id = source AND m.sequence = ANY (moved);
-                    DELETE FROM \(schema).messages m
-                    WHERE m.topic_id = source AND m.sequence = ANY (moved) AND m.copies_left = 0;
+                    PERFORM \(schema).copies_gone(source, moved);
                     RETURN cardinality(moved);
                 END
                 $$
@@ -317,12 +329,7 @@ package enum PostgresSchema {
                     IF done IS NULL THEN
                         RETURN;
                     END IF;
-                    PERFORM 1 FROM \(schema).messages m WHERE m.topic_id = topic AND m.sequence = ANY (done)
-                    ORDER BY m.sequence FOR NO KEY UPDATE;
-                    UPDATE \(schema).messages SET copies_left = copies_left - 1
-                    WHERE topic_id = topic AND sequence = ANY (done);
-                    DELETE FROM \(schema).messages
-                    WHERE topic_id = topic AND sequence = ANY (done) AND copies_left = 0;
+                    PERFORM \(schema).copies_gone(topic, done);
                     RETURN QUERY SELECT unnest(done);
                 END
                 $$
@@ -398,12 +405,7 @@ package enum PostgresSchema {
                     )
                     SELECT array_agg(deleted.sequence) INTO held FROM deleted;
                     IF held IS NOT NULL THEN
-                        PERFORM 1 FROM \(schema).messages m WHERE m.topic_id = topic AND m.sequence = ANY (held)
-                        ORDER BY m.sequence FOR NO KEY UPDATE;
-                        UPDATE \(schema).messages SET copies_left = copies_left - 1
-                        WHERE topic_id = topic AND sequence = ANY (held);
-                        DELETE FROM \(schema).messages
-                        WHERE topic_id = topic AND sequence = ANY (held) AND copies_left = 0;
+                        PERFORM \(schema).copies_gone(topic, held);
                     END IF;
                     RETURN true;
                 END
