@@ -410,6 +410,8 @@ struct PostgresEngineTests {
                 #expect(error?.code == .invalidConfiguration)
             }
             #expect(try await engine.heldMessages(topic: topic) == 0)
+            // The refused publish took no sequence numbers.
+            #expect(try await engine.publish(topic: topic, messages(1)).firstSequence == 1)
         }
     }
 

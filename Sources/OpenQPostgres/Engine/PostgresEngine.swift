@@ -134,15 +134,8 @@ package final class PostgresEngine: Sendable {
     package func publish(topic: Int64, _ messages: [OutgoingMessage]) async throws(OpenQError) -> PublishedRange {
         let count = Int64(messages.count)
         guard count > 0 else { return PublishedRange(topic: topic, firstSequence: 0, count: 0, subscriptions: 0) }
-        let counter = try await run("numbering a publish") {
-            """
-            UPDATE \(unescaped: schema.description).topics SET next_sequence = next_sequence + \(count)
-            WHERE id = \(topic) RETURNING next_sequence - \(count)
-            """
-        }
-        guard let first = try await decode(counter, as: Int64.self, doing: "numbering a publish").first else {
-            throw OpenQError(.topicNotFound, "the topic (id \(topic)) is not in PostgreSQL schema \(schema)")
-        }
+        // Everything that can refuse the messages comes before the numbers are taken, so bad input
+        // costs no round trip and leaves no gap.
         for message in messages where !(Int(Int32.min)...Int(Int32.max)).contains(message.priority) {
             throw OpenQError(.invalidConfiguration, "a priority must fit in 32 bits; it was \(message.priority)")
         }
@@ -159,6 +152,15 @@ package final class PostgresEngine: Sendable {
             headers.append(try HeadersJSON.encode(message.headers))
             priorities.append(Int64(message.priority))
             delays.append(message.delay.microseconds)
+        }
+        let counter = try await run("numbering a publish") {
+            """
+            UPDATE \(unescaped: schema.description).topics SET next_sequence = next_sequence + \(count)
+            WHERE id = \(topic) RETURNING next_sequence - \(count)
+            """
+        }
+        guard let first = try await decode(counter, as: Int64.self, doing: "numbering a publish").first else {
+            throw OpenQError(.topicNotFound, "the topic (id \(topic)) is not in PostgreSQL schema \(schema)")
         }
         let rows = try await run("publishing") {
             """
@@ -190,25 +192,24 @@ package final class PostgresEngine: Sendable {
                 \(subscription), \(Int32(clamping: limit)), \(visibilityTimeout.microseconds))
             """
         }
+        let found = try await decode(
+            rows, as: (Int64, Int64, Int, Int64, Date, Date, ByteBuffer, String, Int, Date, String?).self,
+            doing: "claiming")
         var claimed: [ClaimedCopy] = []
-        do {
-            for try await (
-                topic, sequence, attempts, claim, visibleUntil, firstDelivered, payload, headers, priority,
-                published, lastError
-            )
-                in rows.decode(
-                    (Int64, Int64, Int, Int64, Date, Date, ByteBuffer, String, Int, Date, String?).self)
-            {
-                claimed.append(
-                    ClaimedCopy(
-                        receipt: PostgresReceipt(subscription: subscription, sequence: sequence, claim: claim),
-                        id: Self.messageID(topic: topic, sequence: UInt64(sequence)),
-                        attempts: attempts, visibleUntil: visibleUntil, firstDeliveredAt: firstDelivered,
-                        payload: Array(payload.readableBytesView), headers: try HeadersJSON.decode(headers),
-                        priority: priority, publishedAt: published, lastError: lastError))
-            }
-        } catch {
-            throw PostgresErrors.openQError(error, doing: "claiming")
+        claimed.reserveCapacity(found.count)
+        for (
+            topic, sequence, attempts, claim, visibleUntil, firstDelivered, payload, headers, priority, published,
+            lastError
+        )
+            in found
+        {
+            claimed.append(
+                ClaimedCopy(
+                    receipt: PostgresReceipt(subscription: subscription, sequence: sequence, claim: claim),
+                    id: Self.messageID(topic: topic, sequence: UInt64(sequence)),
+                    attempts: attempts, visibleUntil: visibleUntil, firstDeliveredAt: firstDelivered,
+                    payload: Array(payload.readableBytesView), headers: try HeadersJSON.decode(headers),
+                    priority: priority, publishedAt: published, lastError: lastError))
         }
         claimed.sort { ($0.priority, $1.receipt.sequence) > ($1.priority, $0.receipt.sequence) }
         return claimed

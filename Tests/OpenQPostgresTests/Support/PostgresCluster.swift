@@ -43,15 +43,13 @@ final class PostgresCluster: Sendable {
 
     /// The directory that holds the data directory and the socket.
     let directory: URL
-    let binaries: URL
     /// The database user initdb created (trust authentication on the socket).
     static let user = "openq"
     /// The socket port: only the socket file's name, `.s.PGSQL.<port>`.
     let port: Int
 
-    private init(directory: URL, binaries: URL, port: Int) {
+    private init(directory: URL, port: Int) {
         self.directory = directory
-        self.binaries = binaries
         self.port = port
     }
 
@@ -106,7 +104,7 @@ final class PostgresCluster: Sendable {
         } catch {
             throw abandon(error)
         }
-        let cluster = PostgresCluster(directory: directory, binaries: binaries, port: port)
+        let cluster = PostgresCluster(directory: directory, port: port)
         shutdownState = (pgCtl, data, directory.path, asRoot)
         return cluster
     }
