@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "OpenQTracing", targets: ["OpenQTracing"]),
         // Durable topics on an embedded SQLite file (GRDB); links the system SQLite.
         .library(name: "OpenQSQLite", targets: ["OpenQSQLite"]),
+        // Durable topics in PostgreSQL, shared by every broker on the database (postgres-nio).
+        .library(name: "OpenQPostgres", targets: ["OpenQPostgres"]),
         .executable(name: "openq-demo", targets: ["openq-demo"]),
         // OpenQ over HTTP with the Amazon SQS API (hummingbird); the OpenQ library does not depend on it.
         .library(name: "OpenQServer", targets: ["OpenQServer"]),
@@ -35,7 +37,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        // For the OpenQPostgres target only (topics shared through PostgreSQL); the OpenQ library
+        // For the OpenQPostgres product only (topics shared through PostgreSQL); the OpenQ library
         // does not depend on it.
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],

@@ -46,6 +46,10 @@ extension MessageQueue {
         guard configuration.durability == .durable else {
             return try createTopic(name, payloadType: Payload.self, configuration: configuration, durable: nil)
         }
+        if let sharedBackend {
+            return try await createSharedTopic(
+                name, of: type, configuration: configuration, codec: codec, backend: sharedBackend)
+        }
         guard let store else {
             throw OpenQError.invalidConfiguration(
                 "Topic '\(name)' is durable, but the broker has no storage: create it with "
@@ -115,7 +119,8 @@ extension MessageQueue {
     /// dead-letter topic: that one must exist first.
     /// - Throws: ``OpenQError/Code/storageFailed``.
     public func storedTopics() async throws -> [StoredTopic] {
-        try await store?.storedTopics() ?? []
+        if let sharedBackend { return try await sharedBackend.storedTopics() }
+        return try await store?.storedTopics() ?? []
     }
     /// The messages the store quarantined because their payload no longer decoded (see
     /// ``TopicStatistics/quarantined``), oldest first, with their bytes and the reason. Empty for a

@@ -65,6 +65,7 @@ extension MessageQueue {
             for runtime in wave where runtime.isDurable { await runtime.waitForPageReads() }
         }
         await store?.close()
+        await sharedBackend?.close()
         let report = report()
         if report.unacknowledged > 0 || report.undelivered > 0 {
             logger.warning(

@@ -72,8 +72,10 @@ public actor MessageQueue {
     let driver: BrokerDriver
     var metricsScheduled = false
     var seeds: SplitMix64
-    /// The store of durable topics; `nil` for a broker without storage.
+    /// The store of durable topics; `nil` for a broker without storage or on a shared backend.
     package let store: (any DurableStore)?
+    /// The shared backend of durable topics (PostgreSQL); `nil` unless the broker was opened on one.
+    package let sharedBackend: (any SharedBackend)?
 
     /// Creates a broker.
     /// - Parameters:
@@ -129,10 +131,17 @@ public actor MessageQueue {
         epoch: Date = Date(),
         logger: Logger = Logger(label: "openq")
     ) async throws {
-        let store = try await storage.open()
-        // Message ids continue after the stored ones: an id is never reused.
-        MessageID.advance(past: store.nextMessageID)
-        self.init(configuration: configuration, clock: clock, epoch: epoch, logger: logger, store: store)
+        switch try await storage.open() {
+        case .journal(let store):
+            // Message ids continue after the stored ones: an id is never reused.
+            MessageID.advance(past: store.nextMessageID)
+            self.init(configuration: configuration, clock: clock, epoch: epoch, logger: logger, store: store)
+        case .shared(let backend):
+            // Ids of a shared topic's messages come from the database.
+            self.init(
+                configuration: configuration, clock: clock, epoch: epoch, logger: logger, store: nil,
+                sharedBackend: backend)
+        }
     }
 
     private init(
@@ -140,9 +149,11 @@ public actor MessageQueue {
         clock: some Clock<Duration>,
         epoch: Date,
         logger: Logger,
-        store: (any DurableStore)?
+        store: (any DurableStore)?,
+        sharedBackend: (any SharedBackend)? = nil
     ) {
         self.store = store
+        self.sharedBackend = sharedBackend
         self.configuration = configuration
         self.clock = BrokerClock(clock, epoch: epoch)
         self.driver = BrokerDriver(clock: self.clock)
@@ -279,7 +290,9 @@ public actor MessageQueue {
         runtime.finish()
         metrics.forget(topic: name)
         let statistics = runtime.statistics()
-        if runtime.isDurable, let store {
+        if runtime.shared != nil, let sharedBackend {
+            _ = try await sharedBackend.deleteTopic(name: name)
+        } else if runtime.isDurable, let store {
             let mark = store.journalMark
             store.deleteTopic(name)
             try await store.sync(since: mark)

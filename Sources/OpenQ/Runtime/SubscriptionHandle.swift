@@ -66,6 +66,11 @@ final class SubscriptionHandle: Sendable {
         max: Int, waitingUpTo timeout: Duration, visibilityTimeout: Duration?, subscription name: String
     ) async throws -> [HandedMessage] {
         try validateReceive(max: max, waitingUpTo: timeout, visibilityTimeout: visibilityTimeout)
+        if let shared = runtime.shared {
+            return try await runtime.receiveShared(
+                id, consumer: nil, max: max, waitingUpTo: timeout, visibilityTimeout: visibilityTimeout,
+                subscriptionName: name, shared)
+        }
         try runtime.refuseWhileFaulty()
         let (committed, failure) = await waitCommitted(
             consumer: nil, max: max, pollTimeout: timeout, visibilityTimeout: visibilityTimeout)
@@ -189,6 +194,10 @@ final class SubscriptionHandle: Sendable {
         max: Int,
         isolation: isolated (any Actor)? = #isolation
     ) async -> (result: WakeResult, failed: DeliveryBatch?) {
+        if let shared = runtime.shared {
+            guard let name else { return (.finished, nil) }
+            return (await runtime.waitShared(consumer: consumer, max: max, subscriptionName: name, id, shared), nil)
+        }
         var pause = Duration.milliseconds(10)
         while runtime.store?.fault != nil {
             do {

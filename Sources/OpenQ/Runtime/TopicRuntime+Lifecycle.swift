@@ -26,6 +26,7 @@ extension TopicRuntime {
     func finish() {
         withState { state, _ in ((), state.finish()) }
         cancelTimer()
+        shared?.wakeAll()
     }
 
     func waitUntilIdle() async {

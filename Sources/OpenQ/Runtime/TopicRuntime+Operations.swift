@@ -32,6 +32,10 @@ extension TopicRuntime {
     /// Acknowledges a delivery (``Delivery/ack()``).
     @inlinable
     nonisolated(nonsending) func ack(_ subscription: SubscriptionID, tag: UInt64) async throws(OpenQError) {
+        if isDurable, let shared {
+            if let error = try await ackShared([tag], shared)[0] { throw error }
+            return
+        }
         try await committed { () throws(OpenQError) in try ackNow(subscription, tag: tag) }
     }
 
@@ -44,6 +48,7 @@ extension TopicRuntime {
         _ subscription: SubscriptionID, tags: [UInt64]
     ) async -> Result<[OpenQError?], OpenQError> {
         do throws(OpenQError) {
+            if isDurable, let shared { return .success(try await ackShared(tags, shared)) }
             return .success(try await committed { () throws(OpenQError) in acksNow(subscription, tags: tags) })
         } catch {
             return .failure(error)
@@ -55,6 +60,9 @@ extension TopicRuntime {
     nonisolated(nonsending) func nack(
         _ subscription: SubscriptionID, tag: UInt64, retryAfter: Duration?, error: String?
     ) async throws(OpenQError) {
+        if isDurable, let shared {
+            return try await failShared(tag, retryAfter: retryAfter, error: error, reject: false, shared)
+        }
         try await committed { () throws(OpenQError) in
             try nackNow(subscription, tag: tag, retryAfter: retryAfter, error: error)
         }
@@ -65,6 +73,9 @@ extension TopicRuntime {
     nonisolated(nonsending) func reject(
         _ subscription: SubscriptionID, tag: UInt64, reason: String
     ) async throws(OpenQError) {
+        if isDurable, let shared {
+            return try await failShared(tag, retryAfter: .zero, error: reason, reject: true, shared)
+        }
         try await committed { () throws(OpenQError) in try rejectNow(subscription, tag: tag, reason: reason) }
     }
 
@@ -91,8 +102,18 @@ extension TopicRuntime {
         try withState { state, now in state.reject(subscription, tag: tag, reason: reason, now: now) }.get()
     }
 
-    /// Extends a delivery's visibility (``Delivery/extendVisibility(by:)``). Not journaled: a
-    /// lease ends with its process.
+    /// Extends a delivery's visibility (``Delivery/extendVisibility(by:)``); on a shared topic in
+    /// the database, by its clock.
+    @usableFromInline
+    nonisolated(nonsending) func extend(
+        _ subscription: SubscriptionID, tag: UInt64, by duration: Duration
+    ) async throws(OpenQError) {
+        if isDurable, let shared { return try await extendShared(tag, by: duration, shared) }
+        try extendVisibility(subscription, tag: tag, by: duration)
+    }
+
+    /// Extends a delivery's visibility in this process. Not journaled: a lease ends with its
+    /// process.
     @usableFromInline
     func extendVisibility(_ subscription: SubscriptionID, tag: UInt64, by duration: Duration) throws(OpenQError) {
         try withState { state, now in state.extendVisibility(subscription, tag: tag, by: duration, now: now) }.get()
@@ -105,6 +126,7 @@ extension TopicRuntime {
     func subscribe(named name: String, configuration: SubscriptionConfiguration) async throws(OpenQError)
         -> SubscriptionID
     {
+        if let shared { return try await subscribeShared(named: name, configuration: configuration, shared) }
         let id = try await committed { () throws(OpenQError) in
             try ensureSubscription(name, configuration: configuration)
         }
@@ -115,6 +137,7 @@ extension TopicRuntime {
 
     /// Removes a subscription (``Subscription/delete()``, ``Topic/unsubscribe(_:)``).
     func unsubscribe(_ id: SubscriptionID) async throws(OpenQError) {
+        if let shared { return try await unsubscribeShared(id, shared) }
         try await committed { () throws(OpenQError) in removeSubscription(id) }
     }
 
@@ -141,6 +164,10 @@ extension TopicRuntime {
 
     /// Changes a subscription's visibility timeout for the deliveries made from now on.
     func setVisibilityTimeout(_ id: SubscriptionID, _ timeout: Duration) async throws(OpenQError) {
+        if shared != nil {
+            throw unsupportedOnShared(
+                "setVisibilityTimeout", "every broker of the database reads a subscription's timeout; not yet shared")
+        }
         try await committed { () throws(OpenQError) in
             try withState { state, _ in (state.setVisibilityTimeout(id, timeout), Effects()) }.get()
         }
@@ -151,7 +178,8 @@ extension TopicRuntime {
     /// Removes what a subscription (`nil`: every subscription) holds, but what is in flight.
     /// - Returns: how many messages were removed.
     func purge(_ id: SubscriptionID?) async throws(OpenQError) -> Int {
-        try await committed { () throws(OpenQError) in
+        if shared != nil { throw unsupportedOnShared("purge", "not yet written as a statement of the database") }
+        return try await committed { () throws(OpenQError) in
             try withState { state, now in state.purge(id, now: now) }.get()
         }
     }
@@ -159,6 +187,7 @@ extension TopicRuntime {
     /// Moves a subscription's cursor; a durable topic replays from its store.
     /// - Returns: how many messages the seek enqueued.
     func seek(_ id: SubscriptionID, to position: StartPosition) async throws(OpenQError) -> Int {
+        if shared != nil { throw unsupportedOnShared("seek", "a shared topic keeps no history yet") }
         let enqueued = try await committed { () throws(OpenQError) in
             try withState { state, now in state.seek(id, to: position, now: now) }.get()
         }
@@ -176,11 +205,13 @@ extension TopicRuntime {
     /// A consumer ended: its deliveries are visible again at once, the messages it took and never
     /// handed out (`unhanded`) get their attempt back.
     func consumerEnded(_ id: SubscriptionID, consumer: ConsumerID, unhanded: [HandedMessage]) {
+        if let shared { sharedConsumerEnded(consumer, unhanded: unhanded, shared) }
         withState { state, now in ((), state.consumerEnded(id, consumer: consumer, unhanded: unhanded, now: now)) }
     }
 
     /// Extends the leases of a consumer's deliveries, up to `maximum` after each delivery.
     func extendLeases(_ id: SubscriptionID, consumer: ConsumerID, maximum: Duration) {
+        if let shared { return extendSharedLeases(consumer, maximum: maximum, shared) }
         withState { state, now in ((), state.extendLeases(id, consumer: consumer, maximum: maximum, now: now)) }
     }
 }

@@ -50,8 +50,12 @@ final class TopicRuntime: Sendable {
     /// How a durable topic's payloads become bytes and back; `nil` for an in-memory topic. A
     /// dead-letter topic created for it later (a policy changed at run time) uses the same.
     let durableBinding: DurableBinding?
-    /// Whether the topic is durable: calls that change its state wait for their commit.
+    /// Whether the topic is durable: calls that change its state wait for their commit. A shared
+    /// topic counts as durable too, so that the in-memory paths test this one flag only.
     @usableFromInline let isDurable: Bool
+    /// A shared backend's topic (``SharedBackend``): its operations run in the database; `nil` for
+    /// a topic this process decides (in memory or journaled).
+    @usableFromInline let shared: SharedTopic?
     /// A durable topic's payload encoder (every message of a record), run before the lock.
     private let encodeRecord: (@Sendable (MessageRecord) throws -> [[UInt8]])?
 
@@ -66,12 +70,14 @@ final class TopicRuntime: Sendable {
         seed: UInt64 = .random(in: .min ... .max),
         parkedPublisherWarning: Duration? = nil,
         interceptors: [any MessageInterceptor] = [],
-        durable: DurableBinding? = nil
+        durable: DurableBinding? = nil,
+        shared: SharedTopic? = nil
     ) {
         self.interceptors = interceptors
+        self.shared = shared
         self.store = durable?.store
         self.durableBinding = durable
-        self.isDurable = durable != nil
+        self.isDurable = durable != nil || shared != nil
         if let encode = durable?.encode {
             self.encodeRecord = { record in
                 var encoded: [[UInt8]] = []
@@ -175,6 +181,7 @@ final class TopicRuntime: Sendable {
     /// A durable publish: the payloads are encoded before the lock, and the call returns once the
     /// messages are committed.
     private nonisolated(nonsending) func publishDurably(_ request: PublishRequest) async throws -> PublishReceipt {
+        if let shared { return try await publishShared(request, shared) }
         // While the store cannot commit, nothing is accepted: the message would only wait in
         // memory for a commit that may never come.
         try refuseWhileFaulty()
@@ -220,7 +227,7 @@ final class TopicRuntime: Sendable {
 
     /// The journal's position before a call makes its decisions (0 for an in-memory topic).
     @usableFromInline
-    var journalMark: UInt64 { isDurable ? store.unsafelyUnwrapped.journalMark : 0 }
+    var journalMark: UInt64 { store?.journalMark ?? 0 }
 
     @usableFromInline
     func tryPublish(_ request: PublishRequest) -> PublishResult {
@@ -259,6 +266,7 @@ final class TopicRuntime: Sendable {
     }
 
     func statistics() -> TopicStatistics {
+        if let shared { return sharedStatistics(shared) }
         let now = clock.now()
         return state.withLock { $0.statistics(now: now) }
     }
@@ -276,6 +284,7 @@ final class TopicRuntime: Sendable {
 
     /// Waits until the subscription holds nothing (see ``Subscription/waitUntilDrained()``).
     func waitUntilDrained(_ id: SubscriptionID) async throws {
+        if let shared { return try await waitUntilDrainedShared(id, shared) }
         let waiter = MessageID.allocate()
         let result = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, OpenQError>, Never>) in
@@ -314,6 +323,10 @@ final class TopicRuntime: Sendable {
 
     /// Replaces the topic's metadata; a durable topic's is committed before this returns.
     func setMetadata(_ metadata: [String: String]) async throws(OpenQError) {
+        if shared != nil {
+            throw unsupportedOnShared(
+                "setMetadata", "a shared topic's metadata is the one it was created with, for now")
+        }
         let mark = journalMark
         withState { state, _ in
             state.setMetadata(metadata)

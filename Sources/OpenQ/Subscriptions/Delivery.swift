@@ -91,7 +91,7 @@ public struct Delivery<Payload: Sendable>: Sendable {
     /// than the subscription's timeout.
     @inlinable
     public nonisolated(nonsending) func extendVisibility(by duration: Duration) async throws {
-        try runtime.extendVisibility(subscriptionID, tag: tag, by: duration)
+        try await runtime.extend(subscriptionID, tag: tag, by: duration)
     }
 
     /// Sends the message straight to the dead-letter topic, with `reason` in its headers.

@@ -142,6 +142,11 @@ public struct Topic<Payload: Sendable>: Sendable {
         prefetch: Int = 256
     ) async throws -> MessageStream<Payload> {
         try validatePrefetch(prefetch)
+        if runtime.shared != nil {
+            throw runtime.unsupportedOnShared(
+                "A stream (subscribe())",
+                "a stream's subscription would outlive a process that dies; use a named subscription")
+        }
         if runtime.isDurable, start != .latest {
             throw OpenQError(
                 .unsupportedOperation,
