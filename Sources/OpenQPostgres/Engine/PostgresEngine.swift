@@ -309,6 +309,62 @@ package final class PostgresEngine: Sendable {
         return try await decode(rows, as: Date.self, doing: "extending a visibility timeout").first
     }
 
+    /// Gives claims back that were never handed to a consumer: visible now, the claim cleared,
+    /// the attempt it counted taken back (and the first delivery's time with it, for a first
+    /// attempt). A receipt whose claim passed changes nothing.
+    package func unclaim(_ receipts: [PostgresReceipt]) async throws(OpenQError) {
+        let s = schema.description
+        for (subscription, mine) in Dictionary(grouping: receipts, by: \.subscription) {
+            let sorted = mine.sorted { $0.sequence < $1.sequence }
+            let sequences = sorted.map(\.sequence)
+            let claims = sorted.map(\.claim)
+            _ = try await run("giving claims back") {
+                """
+                UPDATE \(unescaped: s).copies c SET
+                    claim = NULL, visible_at = \(unescaped: s).clock(), attempts = greatest(c.attempts - 1, 0),
+                    first_delivered_at = CASE WHEN c.attempts <= 1 THEN NULL ELSE c.first_delivered_at END
+                FROM unnest(\(sequences)::bigint[], \(claims)::bigint[]) AS r(sequence, claim)
+                WHERE c.subscription_id = \(subscription) AND c.sequence = r.sequence AND c.claim = r.claim
+                """
+            }
+        }
+    }
+
+    /// Sets where a topic's dead letters go, naming the dead-letter topic (`nil`: dropped).
+    package func setDeadLetters(
+        topic: Int64, maxDeliveries: Int?, intoTopicNamed deadLetterTopic: String?
+    ) async throws(OpenQError) {
+        var target: Int64?
+        if let deadLetterTopic {
+            let rows = try await run("finding dead-letter topic '\(deadLetterTopic)'") {
+                "SELECT id FROM \(unescaped: schema.description).topics WHERE name = \(deadLetterTopic)"
+            }
+            guard let id = try await decode(rows, as: Int64.self, doing: "finding a dead-letter topic").first else {
+                throw OpenQError(
+                    .topicNotFound, "dead-letter topic '\(deadLetterTopic)' is not in PostgreSQL schema \(schema)")
+            }
+            target = id
+        }
+        try await setDeadLetters(topic: topic, maxDeliveries: maxDeliveries, into: target)
+    }
+
+    /// The topics of the schema, with how many copies their subscriptions hold.
+    package func storedTopics() async throws(OpenQError) -> [(
+        name: String, payloadType: String, configuration: String, copies: Int
+    )] {
+        let s = schema.description
+        let rows = try await run("listing topics") {
+            """
+            SELECT t.name, t.payload_type, t.configuration::text,
+                (SELECT count(*) FROM \(unescaped: s).copies c WHERE c.topic_id = t.id)::bigint
+            FROM \(unescaped: s).topics t ORDER BY t.name
+            """
+        }
+        return try await decode(rows, as: (String, String, String, Int).self, doing: "listing topics").map {
+            (name: $0.0, payloadType: $0.1, configuration: $0.2, copies: $0.3)
+        }
+    }
+
     // MARK: Statistics
 
     /// A subscription's copies counted by the database, exact at the statement's time: waiting
@@ -328,6 +384,29 @@ package final class PostgresEngine: Sendable {
         let found = try await decode(rows, as: (Int, Int, Int).self, doing: "counting a subscription's messages")
         guard let (waiting, scheduled, inFlight) = found.first else { return CopyCounts() }
         return CopyCounts(waiting: waiting, scheduled: scheduled, inFlight: inFlight)
+    }
+
+    /// Every subscription of a topic with its copies counted by state (as ``counts(subscription:)``),
+    /// in one statement.
+    package func counts(topic: Int64) async throws(OpenQError) -> [String: CopyCounts] {
+        let s = schema.description
+        let rows = try await run("counting a topic's messages") {
+            """
+            SELECT x.name,
+                count(c.sequence) FILTER (WHERE c.visible_at <= \(unescaped: s).clock()),
+                count(c.sequence) FILTER (WHERE c.visible_at > \(unescaped: s).clock() AND c.claim IS NULL),
+                count(c.sequence) FILTER (WHERE c.visible_at > \(unescaped: s).clock() AND c.claim IS NOT NULL)
+            FROM \(unescaped: s).subscriptions x LEFT JOIN \(unescaped: s).copies c ON c.subscription_id = x.id
+            WHERE x.topic_id = \(topic) GROUP BY x.name
+            """
+        }
+        var counts: [String: CopyCounts] = [:]
+        for (name, waiting, scheduled, inFlight) in try await decode(
+            rows, as: (String, Int, Int, Int).self, doing: "counting a topic's messages")
+        {
+            counts[name] = CopyCounts(waiting: waiting, scheduled: scheduled, inFlight: inFlight)
+        }
+        return counts
     }
 
     /// How many messages of a topic some subscription still holds.
